@@ -1,0 +1,10 @@
+//! # allmlp
+//!
+//! The umbrella crate: re-exports every allmlp crate, and builds the `allmlp`
+//! command-line program.
+
+pub use allmlp_autograd as autograd;
+pub use allmlp_layers as layers;
+pub use allmlp_models as models;
+pub use allmlp_reparam as reparam;
+pub use allmlp_tensor_core as tensor_core;

@@ -1,0 +1,151 @@
+//! General matrix multiply: `C = α·op(A)·op(B) + β·C`, single and batched.
+//!
+//! Matrices are described by a slice plus row and column strides (in
+//! elements), so a transposed operand is the same slice with its strides
+//! swapped ([`MatRef::t`]) and costs no copy. Every layout is validated before
+//! any kernel runs: a stride that reaches outside its slice, or an output whose
+//! elements overlap, is an error, never undefined behaviour.
+//!
+//! As in BLAS, when `β == 0` the old contents of `C` are not read (they may be
+//! uninitialised garbage or NaN).
+//!
+//! ```
+//! use allmlp_tensor_core::gemm::{gemm, MatMut, MatRef};
+//! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2×3
+//! let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3×2
+//! let mut c = [0.0; 4];
+//! gemm(1.0, MatRef::row_major(&a, 2, 3)?, MatRef::row_major(&b, 3, 2)?, 0.0, MatMut::row_major(&mut c, 2, 2)?)?;
+//! assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+//! # Ok::<(), allmlp_tensor_core::TensorError>(())
+//! ```
+
+mod layout;
+mod portable;
+
+pub use layout::{MatMut, MatRef};
+
+use rayon::prelude::*;
+
+use crate::{Result, TensorError, threads};
+
+/// Which implementation runs a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The fastest available on this CPU.
+    Auto,
+    /// `matrixmultiply`: portable, used where no hand-written kernel applies.
+    Portable,
+}
+
+/// `C = α·A·B + β·C` for one matrix, on the kernel thread pool.
+pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) -> Result<()> {
+    gemm_with(Backend::Auto, alpha, a, b, beta, c)
+}
+
+/// [`gemm`] with an explicit [`Backend`] (benchmarks compare them).
+pub fn gemm_with(
+    backend: Backend,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<()> {
+    check_dims("gemm", &a, &b, &c)?;
+    let _ = backend;
+    threads::install(|| portable::gemm_parallel(alpha, a, b, beta, c));
+    Ok(())
+}
+
+/// `C[i] = α·A[i]·B[i] + β·C[i]` for `i < batch`.
+///
+/// `a`, `b` and `c` describe the first matrix of each batch; matrix `i` starts
+/// `i·stride` elements further on. A stride of 0 reuses one matrix for every
+/// batch entry (a shared weight: Mixer's token-mixing `W·X` per image). `c`'s
+/// stride must keep the outputs disjoint.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched(
+    batch: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    a_stride: usize,
+    b: MatRef<'_>,
+    b_stride: usize,
+    beta: f32,
+    c: MatMut<'_>,
+    c_stride: usize,
+) -> Result<()> {
+    gemm_batched_with(
+        Backend::Auto,
+        batch,
+        alpha,
+        a,
+        a_stride,
+        b,
+        b_stride,
+        beta,
+        c,
+        c_stride,
+    )
+}
+
+/// [`gemm_batched`] with an explicit [`Backend`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_with(
+    backend: Backend,
+    batch: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    a_stride: usize,
+    b: MatRef<'_>,
+    b_stride: usize,
+    beta: f32,
+    c: MatMut<'_>,
+    c_stride: usize,
+) -> Result<()> {
+    const OP: &str = "gemm_batched";
+    check_dims(OP, &a, &b, &c)?;
+    if batch == 0 {
+        return Ok(());
+    }
+    a.check_batch(OP, "A", batch, a_stride)?;
+    b.check_batch(OP, "B", batch, b_stride)?;
+    c.check_batch(OP, batch, c_stride)?;
+    let _ = backend;
+    if batch == 1 {
+        threads::install(|| portable::gemm_parallel(alpha, a, b, beta, c));
+        return Ok(());
+    }
+    let (m, n) = (c.rows, c.cols);
+    let (k, ars, acs, brs, bcs, crs, ccs) = (a.cols, a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
+    let (adata, bdata) = (a.data, b.data);
+    let extent = c.extent();
+    threads::install(|| {
+        c.data
+            .par_chunks_mut(c_stride)
+            .take(batch)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let len = extent.min(chunk.len());
+                let ai = MatRef::new_unchecked(&adata[i * a_stride..], m, k, ars, acs);
+                let bi = MatRef::new_unchecked(&bdata[i * b_stride..], k, n, brs, bcs);
+                let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
+                portable::gemm_serial(alpha, ai, bi, beta, ci);
+            });
+    });
+    Ok(())
+}
+
+fn check_dims(op: &'static str, a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
+    if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+        return Err(TensorError::shape(
+            op,
+            format!(
+                "A [m, k], B [k, n], C [m, n] with A = [{}, {}] (so C = [{}, n] and B = [{}, n])",
+                a.rows, a.cols, a.rows, a.cols
+            ),
+            format!("B = [{}, {}], C = [{}, {}]", b.rows, b.cols, c.rows, c.cols),
+        ));
+    }
+    Ok(())
+}

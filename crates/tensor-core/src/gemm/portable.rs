@@ -1,0 +1,81 @@
+//! The portable path: `matrixmultiply`, split over threads by rows of C.
+
+use rayon::prelude::*;
+
+use super::{MatMut, MatRef};
+
+/// Rows of C per parallel task; fixed, so results do not depend on thread count.
+const ROW_BLOCK: usize = 64;
+
+/// One product on the current thread.
+pub(crate) fn gemm_serial(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale(beta, c);
+        return;
+    }
+    // SAFETY: `MatRef`/`MatMut` were validated so that every offset
+    // `i·rs + j·cs` (i < rows, j < cols) lies inside their slices, and `MatMut`
+    // elements are pairwise distinct; strides fit in isize because they index
+    // a slice. matrixmultiply reads/writes exactly those offsets and does not
+    // read C when beta == 0.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.rs as isize,
+            c.cs as isize,
+        );
+    }
+}
+
+/// `C = β·C` (β = 0 overwrites with zeros, as BLAS does).
+pub(crate) fn scale(beta: f32, c: MatMut<'_>) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let v = &mut c.data[i * c.rs + j * c.cs];
+            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+        }
+    }
+}
+
+/// One product, split into row blocks of C that run in parallel.
+pub(crate) fn gemm_parallel(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    let (m, n) = (c.rows, c.cols);
+    // Row blocks are disjoint slices only for row-major-ish C (rs ≥ cols·cs).
+    let splittable = m > ROW_BLOCK && c.cs >= 1 && c.rs >= n * c.cs;
+    if !splittable || (m * n * a.cols) < (1 << 18) {
+        gemm_serial(alpha, a, b, beta, c);
+        return;
+    }
+    let (rs, cs) = (c.rs, c.cs);
+    let block_len = ROW_BLOCK * rs;
+    let total = c.data.len();
+    let end = ((m - 1) * rs + (n - 1) * cs + 1).min(total);
+    c.data[..end]
+        .par_chunks_mut(block_len)
+        .enumerate()
+        .for_each(|(bi, chunk)| {
+            let r0 = bi * ROW_BLOCK;
+            if r0 >= m {
+                return;
+            }
+            let rows = ROW_BLOCK.min(m - r0);
+            let ai = MatRef::new_unchecked(&a.data[r0 * a.rs..], rows, a.cols, a.rs, a.cs);
+            let ci = MatMut::new_unchecked(chunk, rows, n, rs, cs);
+            gemm_serial(alpha, ai, b, beta, ci);
+        });
+}

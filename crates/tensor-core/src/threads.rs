@@ -1,0 +1,86 @@
+//! The thread pool every parallel kernel runs on.
+//!
+//! The size comes from [`set_num_threads`], else from the `ALLMLP_NUM_THREADS`
+//! environment variable, else the number of available cores. Kernels never use
+//! rayon's global pool, so an application's own rayon work is not disturbed and
+//! the count can be changed at any time (a new pool is built).
+//!
+//! Every kernel splits its work at boundaries that do not depend on the thread
+//! count, so results are bit-identical for 1 and N threads.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use rayon::ThreadPool;
+
+use crate::{Result, TensorError};
+
+/// Environment variable read once, on first use, for the default thread count.
+pub const NUM_THREADS_ENV: &str = "ALLMLP_NUM_THREADS";
+
+fn slot() -> &'static RwLock<Option<Arc<ThreadPool>>> {
+    static POOL: OnceLock<RwLock<Option<Arc<ThreadPool>>>> = OnceLock::new();
+    POOL.get_or_init(|| RwLock::new(None))
+}
+
+fn default_threads() -> usize {
+    std::env::var(NUM_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+fn build(n: usize) -> Result<Arc<ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("allmlp-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| TensorError::arg("set_num_threads", format!("cannot start {n} threads: {e}")))
+}
+
+/// The pool kernels run on, created on first use.
+pub fn pool() -> Arc<ThreadPool> {
+    if let Some(p) = slot().read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return p.clone();
+    }
+    let mut guard = slot().write().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let n = default_threads();
+    // Falling back to one thread keeps kernels usable if the OS refuses threads.
+    let p = build(n)
+        .or_else(|_| build(1))
+        .expect("a one-thread pool can always be built");
+    *guard = Some(p.clone());
+    p
+}
+
+/// Sets the number of threads kernels use from now on. `n` must be at least 1.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(TensorError::arg(
+            "set_num_threads",
+            "thread count must be at least 1, got 0",
+        ));
+    }
+    let p = build(n)?;
+    *slot().write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    Ok(())
+}
+
+/// The number of threads kernels currently use.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Runs `f` inside the kernel pool, so rayon calls in `f` use it.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let p = pool();
+    p.install(f)
+}
