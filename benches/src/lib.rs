@@ -14,3 +14,133 @@ pub const GEMM_SHAPES: [(usize, usize, usize); 8] = [
     (6272, 512, 128),
     (8192, 49, 64),
 ];
+
+/// A 2-D convolution benchmark case (NCHW input, PyTorch semantics).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvCase {
+    /// Short name used in benchmark ids and the summary table.
+    pub name: &'static str,
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Square kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+    /// Groups.
+    pub groups: usize,
+}
+
+impl ConvCase {
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.k) / self.stride + 1,
+            (self.w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+
+    /// Floating-point operations of the forward pass (2 per multiply-add).
+    pub fn flops(&self) -> f64 {
+        let (oh, ow) = self.out_hw();
+        2.0 * (self.n * self.o * oh * ow * (self.c / self.groups) * self.k * self.k) as f64
+    }
+}
+
+/// Convolutions of RepMLP-Res50 (3×3, 7×7 stem, local perceptrons) and RepMLP's
+/// grouped FC3 written as a grouped 1×1 convolution.
+pub const CONV_CASES: [ConvCase; 7] = [
+    ConvCase {
+        name: "stem7x7s2",
+        n: 4,
+        c: 3,
+        o: 64,
+        h: 224,
+        w: 224,
+        k: 7,
+        stride: 2,
+        pad: 3,
+        groups: 1,
+    },
+    ConvCase {
+        name: "res3x3_64x56",
+        n: 4,
+        c: 64,
+        o: 64,
+        h: 56,
+        w: 56,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    },
+    ConvCase {
+        name: "res3x3s2_128x56",
+        n: 4,
+        c: 128,
+        o: 128,
+        h: 56,
+        w: 56,
+        k: 3,
+        stride: 2,
+        pad: 1,
+        groups: 1,
+    },
+    ConvCase {
+        name: "res3x3_256x14",
+        n: 4,
+        c: 256,
+        o: 256,
+        h: 14,
+        w: 14,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    },
+    ConvCase {
+        name: "local5x5g4_64x7",
+        n: 512,
+        c: 64,
+        o: 64,
+        h: 7,
+        w: 7,
+        k: 5,
+        stride: 1,
+        pad: 2,
+        groups: 4,
+    },
+    ConvCase {
+        name: "fc3g4_3136",
+        n: 512,
+        c: 3136,
+        o: 3136,
+        h: 1,
+        w: 1,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        groups: 4,
+    },
+    ConvCase {
+        name: "fc3g4_6272",
+        n: 128,
+        c: 6272,
+        o: 6272,
+        h: 1,
+        w: 1,
+        k: 1,
+        stride: 1,
+        pad: 0,
+        groups: 4,
+    },
+];
