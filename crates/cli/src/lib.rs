@@ -1,8 +1,4 @@
-//! # allmlp
-//!
-//! The umbrella crate: re-exports every allmlp crate, and builds the `allmlp`
-//! command-line program.
-
+#![doc = include_str!("../README.md")]
 pub use allmlp_autograd as autograd;
 pub use allmlp_layers as layers;
 pub use allmlp_models as models;

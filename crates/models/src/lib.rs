@@ -1,7 +1,3 @@
-//! # allmlp-models
-//!
-//! MLP-Mixer, ResMLP, RepMLP and RepMLPNet with their named configurations and
-//! a registry by name. Filled by the models issue.
-
+#![doc = include_str!("../README.md")]
 pub use allmlp_layers as layers;
 pub use allmlp_reparam as reparam;

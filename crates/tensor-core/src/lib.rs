@@ -1,20 +1,4 @@
-//! # allmlp-tensor-core
-//!
-//! Hand-written f32 tensor operations for the all-MLP vision models: every op
-//! MLP-Mixer, ResMLP and RepMLP need, forward and backward kernels side by
-//! side, exact against naive references, with a GEMM tuned for AVX-512.
-//!
-//! ```
-//! use allmlp_tensor_core::Tensor;
-//! let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
-//! let b = a.transpose(0, 1)?;            // a strided view, no copy
-//! let c = a.matmul(&b)?;                 // [2, 2]
-//! assert_eq!(c.to_vec(), vec![14.0, 32.0, 32.0, 77.0]);
-//! # Ok::<(), allmlp_tensor_core::TensorError>(())
-//! ```
-//!
-//! Every public function validates its input and returns
-//! [`TensorError`] naming the op, what it expected and what it got.
+#![doc = include_str!("../README.md")]
 
 pub mod conv;
 pub mod elementwise;
