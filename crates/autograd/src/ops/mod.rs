@@ -1,0 +1,9 @@
+//! Differentiable ops, one file each. Each is a method on [`crate::Var`] whose
+//! forward calls tensor-core kernels and whose private [`crate::Function`]
+//! holds the backward.
+
+mod arith;
+mod matmul;
+mod reduce;
+mod shape;
+mod unary;
