@@ -1,2 +1,86 @@
-//! `cargo xtask`: the project's tasks.
-fn main() {}
+//! `cargo xtask`: the project's tasks (`cargo xtask --help` lists them).
+//!
+//! Run through the alias in `.cargo/config.toml`, so `cargo` here is the one the
+//! task was launched with (environment variable `CARGO`).
+
+mod bench;
+mod ci;
+mod criterion;
+mod torch;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask: the allmlp project's tasks
+
+USAGE:
+    cargo xtask <TASK> [OPTIONS]
+
+TASKS:
+    ci      cargo fmt --check, cargo clippy -D warnings, cargo test (stops at the first failure)
+    bench   criterion benches of allmlp-benches against PyTorch, one GFLOP/s line per case
+    help    print this message (also -h, --help)
+
+BENCH:
+    cargo xtask bench [NAME] [--threads 1,2] [--case CASE] [--no-torch] [--quick] [--verbose]
+
+    NAME          gemm, conv or all (default all)
+    --threads     comma-separated thread counts (default 1,2); sets ALLMLP_NUM_THREADS for
+                  the Rust benches and torch.set_num_threads for PyTorch
+    --case        only cases whose name contains CASE (e.g. 1568x512x2048, stem7x7s2)
+    --no-torch    skip the PyTorch side (torch=n/a)
+    --quick       shorter warm-up and measurement on both sides (noisier)
+    --verbose     show criterion's own output
+
+    Per thread count and case, interleaved, the Rust bench runs filtered to that case's ids
+    (`<kind>/<implementation>/<case>`, e.g. gemm/tensor-core/1568x512x2048), then
+    tools/bench_torch.py runs the same case. The medians are printed as GFLOP/s with
+    ratio = tensor-core / torch, then a summary (geometric mean and worst ratio) per kind and
+    thread count; the table also goes to target/bench-summary.md.
+
+    PyTorch comes from, in order: $ALLMLP_TORCH_PYTHON (a python with torch installed),
+    <workspace>/.venv/bin/python if it imports torch, or a .venv created with
+    `python3 -m venv .venv` and `pip install -r tools/requirements-bench.txt`.
+    OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the torch process's environment.
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("ci") if rest.is_empty() => ci::run(),
+        Some("ci") => Err(format!("`ci` takes no arguments, got {rest:?}")),
+        Some("bench") => bench::run(&rest),
+        Some(other) => Err(format!(
+            "unknown task `{other}` (`cargo xtask --help` lists the tasks)"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xtask: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the directory above this crate).
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// A `cargo` command run in the workspace root, using the cargo that launched the xtask.
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root());
+    cmd
+}

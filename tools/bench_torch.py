@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""PyTorch side of `cargo xtask bench`: time one GEMM or convolution case on the CPU.
+
+The shapes come from the command line (the xtask passes the numbers from
+benches/src/lib.rs, so they live in one place):
+
+  bench_torch.py --kind gemm --case 1568x512x2048 --threads 1 --json
+      torch.matmul(A, B, out=C), float32 row-major contiguous A[M,K], B[K,N]
+  bench_torch.py --kind conv --case stem7x7s2 --n 4 --c 3 --o 64 --h 224 --w 224 \
+      --k 7 --stride 2 --pad 3 --groups 1 --threads 1 --json
+      torch.nn.functional.conv2d(x[N,C,H,W], w[O,C/groups,k,k], stride, padding, groups)
+  bench_torch.py --info --json
+      torch version and MKL-DNN / MKL availability
+
+Timing: torch.set_num_threads(threads), inference_mode, warm-up for a while, then
+each call timed on its own with time.perf_counter; the result is the median.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kind", choices=["gemm", "conv"])
+    p.add_argument("--case", help="gemm: MxKxN; conv: the case's name")
+    p.add_argument("--threads", type=int, default=1)
+    for dim in ["n", "c", "o", "h", "w", "k", "stride", "pad", "groups"]:
+        p.add_argument(f"--{dim}", type=int, help=f"conv: {dim}")
+    p.add_argument("--quick", action="store_true", help="shorter warm-up and measurement")
+    p.add_argument("--info", action="store_true", help="print the torch build and exit")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    args = p.parse_args()
+    if not args.info and (args.kind is None or args.case is None):
+        p.error("--kind and --case are required (or --info)")
+    if args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def info(torch):
+    return {
+        "torch": torch.__version__,
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "mkl": bool(torch.backends.mkl.is_available()),
+        "python": platform.python_version(),
+        "num_threads": torch.get_num_threads(),
+    }
+
+
+def gemm_case(torch, case):
+    try:
+        m, k, n = (int(x) for x in case.split("x"))
+    except ValueError:
+        sys.exit(f"bench_torch.py: gemm case must be MxKxN, got {case!r}")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=g, dtype=torch.float32)
+    b = torch.randn(k, n, generator=g, dtype=torch.float32)
+    c = torch.empty(m, n, dtype=torch.float32)
+    return (lambda: torch.matmul(a, b, out=c)), 2.0 * m * k * n
+
+
+def conv_case(torch, args):
+    dims = [args.n, args.c, args.o, args.h, args.w, args.k, args.stride, args.pad, args.groups]
+    if any(d is None for d in dims):
+        sys.exit("bench_torch.py: conv needs --n --c --o --h --w --k --stride --pad --groups")
+    n, c, o, h, w, k, stride, pad, groups = dims
+    if c % groups or o % groups:
+        sys.exit(f"bench_torch.py: channels {c}->{o} not divisible by groups {groups}")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c, h, w, generator=g, dtype=torch.float32)
+    wt = torch.randn(o, c // groups, k, k, generator=g, dtype=torch.float32)
+    f = torch.nn.functional.conv2d
+    oh = (h + 2 * pad - k) // stride + 1
+    ow = (w + 2 * pad - k) // stride + 1
+    flops = 2.0 * n * o * oh * ow * (c // groups) * k * k
+    return (lambda: f(x, wt, None, stride, pad, 1, groups)), flops
+
+
+def measure(fn, warmup_s, measure_s, min_runs=10):
+    """Median seconds per call: warm up for warmup_s, then time calls for measure_s."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup_s:
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < measure_s:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), len(times)
+
+
+def main():
+    args = parse_args()
+    import torch  # after argparse so that --help works without torch
+
+    torch.set_num_threads(args.threads)
+    if args.info:
+        out = info(torch)
+    else:
+        if args.kind == "gemm":
+            fn, flops = gemm_case(torch, args.case)
+        else:
+            fn, flops = conv_case(torch, args)
+        warmup_s, measure_s = (0.3, 1.0) if args.quick else (1.5, 4.0)
+        with torch.inference_mode():
+            median, runs = measure(fn, warmup_s, measure_s)
+        out = {
+            "kind": args.kind,
+            "case": args.case,
+            "threads": args.threads,
+            "median_s": median,
+            "runs": runs,
+            "gflops": flops / median / 1e9,
+            "torch": torch.__version__,
+        }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

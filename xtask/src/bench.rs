@@ -1,0 +1,512 @@
+//! `cargo xtask bench`: Rust criterion benches against PyTorch, case by case.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use allmlp_benches::{CONV_CASES, GEMM_SHAPES};
+
+use crate::criterion::{self, Benches, Timing};
+use crate::torch::{self, Torch};
+use crate::workspace_root;
+
+/// The implementation the ratio is taken of (ratio = this / torch).
+const OURS: &str = "tensor-core";
+
+/// Parsed command line of `cargo xtask bench`.
+struct Options {
+    kinds: Vec<&'static str>,
+    threads: Vec<usize>,
+    case: Option<String>,
+    torch: bool,
+    timing: Timing,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut opts = Options {
+        kinds: vec!["gemm", "conv"],
+        threads: vec![1, 2],
+        case: None,
+        torch: true,
+        timing: Timing {
+            quick: false,
+            verbose: false,
+        },
+    };
+    let mut name = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--no-torch" => opts.torch = false,
+            "--quick" => opts.timing.quick = true,
+            "--verbose" | "-v" => opts.timing.verbose = true,
+            "--threads" => {
+                let list = args.next().ok_or("--threads needs a list, e.g. 1,2")?;
+                opts.threads = parse_threads(list)?;
+            }
+            "--case" => opts.case = Some(args.next().ok_or("--case needs a name")?.clone()),
+            flag if flag.starts_with('-') => {
+                return Err(format!(
+                    "bench: unknown option `{flag}` (see cargo xtask --help)"
+                ));
+            }
+            other if name.is_none() => name = Some(other.to_string()),
+            other => return Err(format!("bench: unexpected argument `{other}`")),
+        }
+    }
+    opts.kinds = match name.as_deref() {
+        None | Some("all") => vec!["gemm", "conv"],
+        Some("gemm") => vec!["gemm"],
+        Some("conv") => vec!["conv"],
+        Some(other) => {
+            return Err(format!(
+                "bench: NAME must be gemm, conv or all, got `{other}`"
+            ));
+        }
+    };
+    Ok(opts)
+}
+
+fn parse_threads(list: &str) -> Result<Vec<usize>, String> {
+    list.split(',')
+        .map(|t| match t.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "--threads: expected positive integers like 1,2, got `{list}`"
+            )),
+        })
+        .collect()
+}
+
+/// One benchmark case: its id parts, its FLOPs and how to tell bench_torch.py about it.
+struct Case {
+    kind: &'static str,
+    name: String,
+    flops: f64,
+    torch_args: Vec<String>,
+}
+
+fn cases(kind: &'static str) -> Vec<Case> {
+    if kind == "gemm" {
+        return GEMM_SHAPES
+            .iter()
+            .map(|&(m, k, n)| {
+                let name = format!("{m}x{k}x{n}");
+                let torch_args = vec!["--kind".into(), kind.into(), "--case".into(), name.clone()];
+                let flops = 2.0 * (m * k * n) as f64;
+                Case {
+                    kind,
+                    name,
+                    flops,
+                    torch_args,
+                }
+            })
+            .collect();
+    }
+    CONV_CASES
+        .iter()
+        .map(|c| {
+            let mut torch_args = vec!["--kind".into(), kind.into(), "--case".into(), c.name.into()];
+            let dims = [
+                ("n", c.n),
+                ("c", c.c),
+                ("o", c.o),
+                ("h", c.h),
+                ("w", c.w),
+                ("k", c.k),
+                ("stride", c.stride),
+                ("pad", c.pad),
+                ("groups", c.groups),
+            ];
+            for (flag, value) in dims {
+                torch_args.extend([format!("--{flag}"), value.to_string()]);
+            }
+            Case {
+                kind,
+                name: c.name.into(),
+                flops: c.flops(),
+                torch_args,
+            }
+        })
+        .collect()
+}
+
+/// One line of the table: GFLOP/s per implementation for a case and thread count.
+struct Row {
+    kind: &'static str,
+    case: String,
+    threads: usize,
+    gflops: BTreeMap<String, f64>,
+    torch: Option<f64>,
+}
+
+impl Row {
+    /// Implementation ids, `tensor-core` first (shown as n/a when missing), then the rest.
+    fn impls(&self) -> Vec<String> {
+        let rest = self.gflops.keys().filter(|k| *k != OURS).cloned();
+        std::iter::once(OURS.to_string()).chain(rest).collect()
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        Some(self.gflops.get(OURS)? / self.torch?)
+    }
+
+    fn line(&self) -> String {
+        let mut s = format!("{} {} threads={}", self.kind, self.case, self.threads);
+        for id in self.impls() {
+            let _ = write!(s, " {id}={}", fmt(self.gflops.get(&id).copied(), 1));
+        }
+        let _ = write!(
+            s,
+            " torch={} ratio={}",
+            fmt(self.torch, 1),
+            fmt(self.ratio(), 2)
+        );
+        s
+    }
+}
+
+fn fmt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("n/a".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Geometric mean and worst ratio (with its case) of rows of one kind and thread count.
+fn summary(rows: &[&Row]) -> Option<(f64, f64, String, usize)> {
+    let ratios: Vec<(f64, &str)> = rows
+        .iter()
+        .filter_map(|r| Some((r.ratio()?, r.case.as_str())))
+        .collect();
+    let (worst, worst_case) = ratios.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0))?;
+    let geomean = (ratios.iter().map(|r| r.0.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    Some((geomean, worst, worst_case.to_string(), ratios.len()))
+}
+
+fn summary_line(kind: &str, threads: usize, rows: &[&Row]) -> String {
+    match summary(rows) {
+        Some((geo, worst, case, n)) => format!(
+            "summary {kind} threads={threads} geomean-ratio={geo:.2} worst-ratio={worst:.2} \
+             ({case}) cases={n}"
+        ),
+        None => format!("summary {kind} threads={threads} geomean-ratio=n/a (no ratios)"),
+    }
+}
+
+/// Runs `cargo xtask bench` with its arguments.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let opts = parse(args)?;
+    let benches = criterion::benches()?;
+    let present: Vec<&str> = opts
+        .kinds
+        .iter()
+        .copied()
+        .filter(|k| {
+            let ok = benches.names.iter().any(|n| n == k);
+            if !ok {
+                eprintln!(
+                    "xtask bench: allmlp-benches has no bench `{k}` yet (benches/benches/{k}.rs \
+                     and [[bench]] name = \"{k}\" in benches/Cargo.toml); no Rust numbers for {k}"
+                );
+            }
+            ok
+        })
+        .collect();
+    let exes = if present.is_empty() {
+        BTreeMap::new()
+    } else {
+        criterion::build(&present)?
+    };
+    let torch = if opts.torch {
+        torch::find(&workspace_root())
+    } else {
+        Err("--no-torch".to_string())
+    };
+
+    let header = header(&opts, &torch);
+    for line in &header {
+        println!("# {line}");
+    }
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    for &kind in &opts.kinds {
+        let cases: Vec<Case> = cases(kind)
+            .into_iter()
+            .filter(|c| {
+                opts.case
+                    .as_ref()
+                    .is_none_or(|f| c.name.contains(f.as_str()))
+            })
+            .collect();
+        if cases.is_empty() {
+            eprintln!("xtask bench: no {kind} case matches --case");
+        }
+        for &threads in &opts.threads {
+            for case in &cases {
+                let (row, failed) = run_case(case, threads, &opts, &benches, &exes, &torch);
+                failures += usize::from(failed);
+                println!("{}", row.line());
+                rows.push(row);
+            }
+        }
+    }
+    let summaries = summaries(&opts, &rows);
+    for line in &summaries {
+        println!("{line}");
+    }
+    let path = benches.target_dir.join("bench-summary.md");
+    std::fs::write(&path, markdown(&header, &rows, &summaries))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("xtask bench: table written to {}", path.display());
+    if failures > 0 {
+        return Err(format!("{failures} Rust bench run(s) failed (see above)"));
+    }
+    Ok(())
+}
+
+/// Rust then torch for one case and thread count; `true` when the Rust bench failed.
+fn run_case(
+    case: &Case,
+    threads: usize,
+    opts: &Options,
+    benches: &Benches,
+    exes: &BTreeMap<String, std::path::PathBuf>,
+    torch: &Result<Torch, String>,
+) -> (Row, bool) {
+    let mut row = Row {
+        kind: case.kind,
+        case: case.name.clone(),
+        threads,
+        gflops: BTreeMap::new(),
+        torch: None,
+    };
+    let mut failed = false;
+    if let Some(exe) = exes.get(case.kind) {
+        let start = SystemTime::now();
+        let filter = criterion::filter(case.kind, &case.name);
+        match criterion::run(exe, benches, &filter, threads, &opts.timing) {
+            Ok(()) => {
+                let medians =
+                    criterion::results(&benches.criterion_home, case.kind, &case.name, Some(start));
+                if medians.is_empty() {
+                    eprintln!(
+                        "xtask bench: no criterion results for `{filter}` in {} (does the {} \
+                         bench define ids {}/<implementation>/{}?)",
+                        benches.criterion_home.display(),
+                        case.kind,
+                        case.kind,
+                        case.name
+                    );
+                }
+                row.gflops = medians
+                    .into_iter()
+                    .map(|(id, ns)| (id, case.flops / ns))
+                    .collect();
+            }
+            Err(e) => {
+                eprintln!("xtask bench: Rust bench failed: {e}");
+                failed = true;
+            }
+        }
+    }
+    if let Ok(torch) = torch {
+        match torch.median_seconds(&case.torch_args, threads, opts.timing.quick) {
+            Ok(s) => row.torch = Some(case.flops / s / 1e9),
+            Err(e) => eprintln!("xtask bench: torch {} {}: {e}", case.kind, case.name),
+        }
+    }
+    (row, failed)
+}
+
+fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("model name"))?.to_string();
+            Some(line.split_once(':')?.1.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let threads: Vec<String> = opts.threads.iter().map(|t| t.to_string()).collect();
+    let mut lines = vec![
+        format!(
+            "allmlp bench: {cpu}, {cores} hardware threads; threads={}{}",
+            threads.join(","),
+            if opts.timing.quick { " (quick)" } else { "" }
+        ),
+        "GFLOP/s from medians (criterion for Rust, perf_counter for torch); ratio = tensor-core/torch"
+            .into(),
+    ];
+    match torch {
+        Ok(t) => lines.push(t.info.clone()),
+        Err(why) => lines.push(format!("torch=n/a: {why}")),
+    }
+    for var in torch::OPENBLAS_VARS {
+        if let Some(v) = std::env::var_os(var) {
+            lines.push(format!(
+                "{var}={} is unset for the torch process",
+                v.to_string_lossy()
+            ));
+        }
+    }
+    lines
+}
+
+fn summaries(opts: &Options, rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for &kind in &opts.kinds {
+        for &threads in &opts.threads {
+            let rows: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.kind == kind && r.threads == threads)
+                .collect();
+            if !rows.is_empty() {
+                out.push(summary_line(kind, threads, &rows));
+            }
+        }
+    }
+    out
+}
+
+/// The table as markdown, one section per kind.
+fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
+    let mut md = String::from("# Benchmark summary (`cargo xtask bench`)\n\n");
+    for line in header {
+        let _ = writeln!(md, "- {line}");
+    }
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        let rows: Vec<&Row> = rows.iter().filter(|r| r.kind == kind).collect();
+        let mut impls: Vec<String> = vec![OURS.into()];
+        for row in &rows {
+            for id in row.impls() {
+                if !impls.contains(&id) {
+                    impls.push(id);
+                }
+            }
+        }
+        let _ = writeln!(md, "\n## {kind} (GFLOP/s)\n");
+        let _ = writeln!(
+            md,
+            "| case | threads | {} | torch | ratio |",
+            impls.join(" | ")
+        );
+        let _ = writeln!(md, "|---|---:|{}---:|---:|", "---:|".repeat(impls.len()));
+        for row in rows {
+            let cells: Vec<String> = impls
+                .iter()
+                .map(|id| fmt(row.gflops.get(id).copied(), 1))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                row.case,
+                row.threads,
+                cells.join(" | "),
+                fmt(row.torch, 1),
+                fmt(row.ratio(), 2)
+            );
+        }
+    }
+    md.push('\n');
+    for line in summaries {
+        let _ = writeln!(md, "- {line}");
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn row(case: &str, ours: Option<f64>, torch: Option<f64>) -> Row {
+        let mut gflops = BTreeMap::new();
+        if let Some(x) = ours {
+            gflops.insert(OURS.to_string(), x);
+        }
+        gflops.insert("matrixmultiply".to_string(), 50.0);
+        Row {
+            kind: "gemm",
+            case: case.into(),
+            threads: 1,
+            gflops,
+            torch,
+        }
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = parse(&args("gemm --threads 1,4 --no-torch --quick")).unwrap();
+        assert_eq!(o.kinds, ["gemm"]);
+        assert_eq!(o.threads, [1, 4]);
+        assert!(!o.torch && o.timing.quick);
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.kinds, ["gemm", "conv"]);
+        assert_eq!(o.threads, [1, 2]);
+        for bad in [
+            "fft",
+            "--threads 0",
+            "--threads",
+            "--threads 1,x",
+            "--bogus",
+            "gemm conv",
+        ] {
+            let err = parse(&args(bad)).err();
+            assert!(err.is_some(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn cases_carry_shapes_and_flops() {
+        let gemm = cases("gemm");
+        assert_eq!(gemm[0].name, "1568x512x2048");
+        assert_eq!(gemm[0].flops, 2.0 * 1568.0 * 512.0 * 2048.0);
+        let conv = cases("conv");
+        assert_eq!(conv.len(), CONV_CASES.len());
+        let stem = &conv[0];
+        assert_eq!(stem.name, "stem7x7s2");
+        // 4·64·112·112 outputs, 3·7·7 MACs each, 2 FLOPs per MAC.
+        assert_eq!(stem.flops, 2.0 * (4 * 64 * 112 * 112 * 3 * 49) as f64);
+        let a = stem.torch_args.join(" ");
+        assert!(
+            a.contains("--case stem7x7s2 --n 4 --c 3 --o 64 --h 224 --w 224 --k 7"),
+            "{a}"
+        );
+        assert!(a.ends_with("--stride 2 --pad 3 --groups 1"), "{a}");
+    }
+
+    #[test]
+    fn lines_and_summary() {
+        let r = row("1568x512x2048", Some(118.3), Some(110.2));
+        assert_eq!(
+            r.line(),
+            "gemm 1568x512x2048 threads=1 tensor-core=118.3 matrixmultiply=50.0 torch=110.2 ratio=1.07"
+        );
+        let missing = row("8192x49x64", None, Some(10.0));
+        assert!(
+            missing
+                .line()
+                .ends_with("tensor-core=n/a matrixmultiply=50.0 torch=10.0 ratio=n/a")
+        );
+        let rows = [
+            row("a", Some(2.0), Some(1.0)),
+            row("b", Some(1.0), Some(2.0)),
+            missing,
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let (geo, worst, case, n) = summary(&refs).unwrap();
+        assert!((geo - 1.0).abs() < 1e-12);
+        assert_eq!((worst, case.as_str(), n), (0.5, "b", 2));
+        assert!(summary(&refs[2..]).is_none());
+        let md = markdown(&["h".into()], &rows, &[summary_line("gemm", 1, &refs)]);
+        assert!(md.contains("| case | threads | tensor-core | matrixmultiply | torch | ratio |"));
+        assert!(md.contains("| a | 1 | 2.0 | 50.0 | 1.0 | 2.00 |"), "{md}");
+        assert!(
+            md.contains("geomean-ratio=1.00 worst-ratio=0.50 (b) cases=2"),
+            "{md}"
+        );
+    }
+}
