@@ -13,19 +13,25 @@ pub enum AutogradError {
     #[error(transparent)]
     Tensor(#[from] TensorError),
     /// `backward` reached a node whose saved tensors an earlier backward already released.
-    #[error("backward: the graph through `{op}` was already freed by an earlier backward() (a graph can be differentiated once)")]
+    #[error(
+        "backward: the graph through `{op}` was already freed by an earlier backward() (a graph can be differentiated once)"
+    )]
     GraphFreed {
         /// The op whose saved state is gone.
         op: &'static str,
     },
     /// `backward` was called on a non-scalar without an explicit output gradient.
-    #[error("backward: expected a scalar (one element) output, got shape {shape:?}; pass a gradient with backward_with")]
+    #[error(
+        "backward: expected a scalar (one element) output, got shape {shape:?}; pass a gradient with backward_with"
+    )]
     NotScalar {
         /// Shape of the output.
         shape: Vec<usize>,
     },
     /// `backward` was called on a value that does not depend on any parameter.
-    #[error("backward: the output does not require gradients (no parameter or requires_grad input reaches it)")]
+    #[error(
+        "backward: the output does not require gradients (no parameter or requires_grad input reaches it)"
+    )]
     NoGradient,
     /// An op's backward returned the wrong number or shape of gradients (a bug in that op).
     #[error("{op}: backward returned {got}, expected {expected}")]

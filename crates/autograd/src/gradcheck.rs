@@ -37,7 +37,11 @@ impl Default for GradcheckOptions {
 }
 
 fn weighted_sum(y: &Tensor, r: &Tensor) -> f64 {
-    y.to_vec().iter().zip(r.to_vec()).map(|(&a, b)| a as f64 * b as f64).sum()
+    y.to_vec()
+        .iter()
+        .zip(r.to_vec())
+        .map(|(&a, b)| a as f64 * b as f64)
+        .sum()
 }
 
 /// Checks the gradients of `f` at `inputs`; the error names the op, the input
@@ -53,7 +57,10 @@ pub fn gradcheck(
     let r = Tensor::randn(&y.shape(), 0.0, 1.0, opts.seed)?;
     y.backward_with(r.clone())?;
     for (i, (x, v)) in inputs.iter().zip(&vars).enumerate() {
-        let analytic = v.grad().map(|g| g.to_vec()).unwrap_or_else(|| vec![0.0; x.numel()]);
+        let analytic = v
+            .grad()
+            .map(|g| g.to_vec())
+            .unwrap_or_else(|| vec![0.0; x.numel()]);
         let base = x.to_vec();
         for (j, &a) in analytic.iter().enumerate() {
             let h = opts.step * base[j].abs().max(1.0);

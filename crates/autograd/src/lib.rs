@@ -2,8 +2,8 @@
 
 mod error;
 mod function;
-pub mod gradcheck;
 mod grad_mode;
+pub mod gradcheck;
 pub mod ops;
 mod var;
 

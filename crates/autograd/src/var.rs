@@ -40,7 +40,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Var {
-    fn make(value: Tensor, requires_grad: bool, op_name: Option<&'static str>, creator: Option<Creator>) -> Var {
+    fn make(
+        value: Tensor,
+        requires_grad: bool,
+        op_name: Option<&'static str>,
+        creator: Option<Creator>,
+    ) -> Var {
         Var(Arc::new(Node {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             value: RwLock::new(value),
@@ -88,12 +93,21 @@ impl Var {
 
     /// The value (an O(1) clone of the tensor).
     pub fn value(&self) -> Tensor {
-        self.0.value.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The value's shape.
     pub fn shape(&self) -> Vec<usize> {
-        self.0.value.read().unwrap_or_else(|e| e.into_inner()).shape().to_vec()
+        self.0
+            .value
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .shape()
+            .to_vec()
     }
 
     /// Replaces the value of a leaf (optimizers, loading weights). The shape must not change.
@@ -102,7 +116,11 @@ impl Var {
         if v.shape() != value.shape() {
             return Err(AutogradError::InvalidArgument {
                 op: "set_value",
-                msg: format!("new value has shape {:?}, the variable has {:?}", value.shape(), v.shape()),
+                msg: format!(
+                    "new value has shape {:?}, the variable has {:?}",
+                    value.shape(),
+                    v.shape()
+                ),
             });
         }
         *v = value;
@@ -163,10 +181,14 @@ impl Var {
         }
         pending.insert(self.0.id, grad);
         for node in order {
-            let Some(grad) = pending.remove(&node.0.id) else { continue };
+            let Some(grad) = pending.remove(&node.0.id) else {
+                continue;
+            };
             let creator = lock(&node.0.creator).take();
             let Some(Creator { function, inputs }) = creator else {
-                return Err(AutogradError::GraphFreed { op: node.0.op_name.unwrap_or("?") });
+                return Err(AutogradError::GraphFreed {
+                    op: node.0.op_name.unwrap_or("?"),
+                });
             };
             let needs: Vec<bool> = inputs.iter().map(Var::requires_grad).collect();
             let grads = function.backward(&grad, &needs)?;
@@ -225,7 +247,9 @@ impl Var {
             }
             let creator = lock(&v.0.creator);
             let Some(c) = creator.as_ref() else {
-                return Err(AutogradError::GraphFreed { op: v.0.op_name.unwrap_or("?") });
+                return Err(AutogradError::GraphFreed {
+                    op: v.0.op_name.unwrap_or("?"),
+                });
             };
             stack.extend(c.inputs.iter().filter(|i| i.requires_grad()).cloned());
             drop(creator);

@@ -13,7 +13,13 @@ fn t(v: &[f32], shape: &[usize]) -> Tensor {
 fn gradients_accumulate_over_every_use_and_across_backwards() {
     // y = sum(x ⊙ x + 3x) → dy/dx = 2x + 3
     let x = Var::parameter(t(&[1.0, -2.0, 0.5], &[3]));
-    let y = x.mul(&x).unwrap().add(&x.mul_scalar(3.0)).unwrap().sum(&[], false).unwrap();
+    let y = x
+        .mul(&x)
+        .unwrap()
+        .add(&x.mul_scalar(3.0))
+        .unwrap()
+        .sum(&[], false)
+        .unwrap();
     y.backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec(), vec![5.0, -1.0, 4.0]);
     // A second, independent graph adds to the same leaf gradient.
@@ -44,7 +50,10 @@ fn no_grad_records_nothing_and_nests() {
     });
     assert!(is_grad_enabled());
     assert!(!y.requires_grad() && y.is_leaf());
-    assert!(matches!(y.sum(&[], false).unwrap().backward(), Err(AutogradError::NoGradient)));
+    assert!(matches!(
+        y.sum(&[], false).unwrap().backward(),
+        Err(AutogradError::NoGradient)
+    ));
     let d = x.detach();
     assert!(!d.requires_grad());
     assert_eq!(d.value(), x.value());
@@ -55,7 +64,10 @@ fn backward_requires_scalar_or_matching_gradient() {
     let x = Var::parameter(t(&[1.0, 2.0], &[2]));
     let y = x.mul_scalar(2.0);
     assert!(matches!(y.backward(), Err(AutogradError::NotScalar { .. })));
-    assert!(matches!(y.backward_with(Tensor::ones(&[3]).unwrap()), Err(AutogradError::BadGradient { .. })));
+    assert!(matches!(
+        y.backward_with(Tensor::ones(&[3]).unwrap()),
+        Err(AutogradError::BadGradient { .. })
+    ));
     y.backward_with(t(&[1.0, 10.0], &[2])).unwrap();
     assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 20.0]);
     assert!(x.set_value(Tensor::zeros(&[3]).unwrap()).is_err());
@@ -78,14 +90,29 @@ fn gradcheck_rejects_a_wrong_backward() {
     let x = Tensor::randn(&[4], 0.0, 1.0, 1).unwrap();
     let e = gradcheck(
         "wrong_double",
-        &[x.clone()],
-        |v| Ok(Var::from_op(v[0].value().mul_scalar(2.0), &[&v[0]], WrongDouble)),
+        std::slice::from_ref(&x),
+        |v| {
+            Ok(Var::from_op(
+                v[0].value().mul_scalar(2.0),
+                &[&v[0]],
+                WrongDouble,
+            ))
+        },
         GradcheckOptions::default(),
     )
     .unwrap_err();
-    assert!(e.to_string().contains("wrong_double: input 0 element 0"), "{e}");
+    assert!(
+        e.to_string().contains("wrong_double: input 0 element 0"),
+        "{e}"
+    );
     // And accepts the right one built from real ops.
-    gradcheck("double", &[x], |v| Ok(v[0].mul_scalar(2.0)), GradcheckOptions::default()).unwrap();
+    gradcheck(
+        "double",
+        &[x],
+        |v| Ok(v[0].mul_scalar(2.0)),
+        GradcheckOptions::default(),
+    )
+    .unwrap();
 }
 
 #[test]

@@ -81,7 +81,11 @@ impl Function for Affine {
     }
 
     fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(if self.scale == 1.0 { g.clone() } else { g.mul_scalar(self.scale) })])
+        Ok(vec![Some(if self.scale == 1.0 {
+            g.clone()
+        } else {
+            g.mul_scalar(self.scale)
+        })])
     }
 }
 
@@ -125,14 +129,21 @@ impl Var {
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::{gradcheck, GradcheckOptions};
+    use crate::gradcheck::{GradcheckOptions, gradcheck};
     use allmlp_tensor_core::Tensor;
 
     #[test]
     fn broadcast_arithmetic_gradients() {
         // a: non-contiguous [4, 1, 3]; b: [2, 3] broadcast against it.
-        let a = Tensor::randn(&[3, 4], 0.0, 1.0, 1).unwrap().transpose(0, 1).unwrap().unsqueeze(1).unwrap();
-        let b = Tensor::randn(&[2, 3], 0.0, 1.0, 2).unwrap().map(|x| x.abs() + 0.5);
+        let a = Tensor::randn(&[3, 4], 0.0, 1.0, 1)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap()
+            .unsqueeze(1)
+            .unwrap();
+        let b = Tensor::randn(&[2, 3], 0.0, 1.0, 2)
+            .unwrap()
+            .map(|x| x.abs() + 0.5);
         let opts = GradcheckOptions::default();
         gradcheck("add", &[a.clone(), b.clone()], |v| v[0].add(&v[1]), opts).unwrap();
         gradcheck("sub", &[a.clone(), b.clone()], |v| v[0].sub(&v[1]), opts).unwrap();

@@ -24,8 +24,16 @@ impl Function for MatMul {
     }
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let ga = if needs[0] { Some(g.matmul(&t_last(&self.b)?)?.sum_to(self.a.shape())?) } else { None };
-        let gb = if needs[1] { Some(t_last(&self.a)?.matmul(g)?.sum_to(self.b.shape())?) } else { None };
+        let ga = if needs[0] {
+            Some(g.matmul(&t_last(&self.b)?)?.sum_to(self.a.shape())?)
+        } else {
+            None
+        };
+        let gb = if needs[1] {
+            Some(t_last(&self.a)?.matmul(g)?.sum_to(self.b.shape())?)
+        } else {
+            None
+        };
         Ok(vec![ga, gb])
     }
 }
@@ -37,7 +45,11 @@ impl Var {
         if a.ndim() < 2 || b.ndim() < 2 {
             return Err(AutogradError::InvalidArgument {
                 op: "matmul",
-                msg: format!("differentiable matmul needs operands of rank >= 2, got {:?} and {:?}", a.shape(), b.shape()),
+                msg: format!(
+                    "differentiable matmul needs operands of rank >= 2, got {:?} and {:?}",
+                    a.shape(),
+                    b.shape()
+                ),
             });
         }
         let out = a.matmul(&b)?;
@@ -55,10 +67,16 @@ mod tests {
         let opts = GradcheckOptions::default();
         // Token mixing: W [3, 5] shared by every image X [2, 5, 4] (X non-contiguous).
         let w = Tensor::randn(&[3, 5], 0.0, 1.0, 1).unwrap();
-        let x = Tensor::randn(&[2, 4, 5], 0.0, 1.0, 2).unwrap().transpose(1, 2).unwrap();
+        let x = Tensor::randn(&[2, 4, 5], 0.0, 1.0, 2)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
         gradcheck("matmul", &[w, x.clone()], |v| v[0].matmul(&v[1]), opts).unwrap();
         // Channel mixing: X [2, 5, 4] · Wᵀ with W [6, 4] passed transposed.
-        let w2 = Tensor::randn(&[6, 4], 0.0, 1.0, 3).unwrap().transpose(0, 1).unwrap();
+        let w2 = Tensor::randn(&[6, 4], 0.0, 1.0, 3)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap();
         gradcheck("matmul", &[x, w2], |v| v[0].matmul(&v[1]), opts).unwrap();
         let a = crate::Var::parameter(Tensor::zeros(&[3]).unwrap());
         assert!(a.matmul(&a).is_err());

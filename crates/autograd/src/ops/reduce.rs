@@ -16,8 +16,14 @@ impl Function for Sum {
     }
 
     fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let g = g.reshape(&self.kept_shape)?.broadcast_to(&self.input_shape)?;
-        Ok(vec![Some(if self.scale == 1.0 { g } else { g.mul_scalar(self.scale) })])
+        let g = g
+            .reshape(&self.kept_shape)?
+            .broadcast_to(&self.input_shape)?;
+        Ok(vec![Some(if self.scale == 1.0 {
+            g
+        } else {
+            g.mul_scalar(self.scale)
+        })])
     }
 }
 
@@ -26,8 +32,16 @@ fn reduce(v: &Var, axes: &[usize], keepdim: bool, mean: bool) -> Result<Var> {
     let kept = x.sum(axes, true)?;
     let count = x.numel() / kept.numel().max(1);
     let scale = if mean { 1.0 / count as f32 } else { 1.0 };
-    let out = if mean { x.mean(axes, keepdim)? } else { x.sum(axes, keepdim)? };
-    let f = Sum { input_shape: x.shape().to_vec(), kept_shape: kept.shape().to_vec(), scale };
+    let out = if mean {
+        x.mean(axes, keepdim)?
+    } else {
+        x.sum(axes, keepdim)?
+    };
+    let f = Sum {
+        input_shape: x.shape().to_vec(),
+        kept_shape: kept.shape().to_vec(),
+        scale,
+    };
     Ok(Var::from_op(out, &[v], f))
 }
 
@@ -53,10 +67,25 @@ mod tests {
 
     #[test]
     fn sum_and_mean_gradients() {
-        let x = Tensor::randn(&[2, 3, 4], 0.0, 1.0, 5).unwrap().permute(&[2, 0, 1]).unwrap();
+        let x = Tensor::randn(&[2, 3, 4], 0.0, 1.0, 5)
+            .unwrap()
+            .permute(&[2, 0, 1])
+            .unwrap();
         let o = GradcheckOptions::default();
-        gradcheck("sum", &[x.clone()], |v| v[0].sum(&[0, 2], false), o).unwrap();
-        gradcheck("mean", &[x.clone()], |v| v[0].mean(&[1], true), o).unwrap();
+        gradcheck(
+            "sum",
+            std::slice::from_ref(&x),
+            |v| v[0].sum(&[0, 2], false),
+            o,
+        )
+        .unwrap();
+        gradcheck(
+            "mean",
+            std::slice::from_ref(&x),
+            |v| v[0].mean(&[1], true),
+            o,
+        )
+        .unwrap();
         gradcheck("mean_all", &[x], |v| v[0].mean(&[], false), o).unwrap();
     }
 }

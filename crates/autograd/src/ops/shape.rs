@@ -5,10 +5,21 @@ use allmlp_tensor_core::Tensor;
 use crate::{Function, Result, Var};
 
 enum Kind {
-    Reshape { input_shape: Vec<usize> },
-    Permute { inverse: Vec<usize> },
-    Narrow { input_shape: Vec<usize>, axis: usize, start: usize },
-    Concat { axis: usize, sizes: Vec<usize> },
+    Reshape {
+        input_shape: Vec<usize>,
+    },
+    Permute {
+        inverse: Vec<usize>,
+    },
+    Narrow {
+        input_shape: Vec<usize>,
+        axis: usize,
+        start: usize,
+    },
+    Concat {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
 }
 
 struct Shape(Kind);
@@ -27,19 +38,30 @@ impl Function for Shape {
         Ok(match &self.0 {
             Kind::Reshape { input_shape } => vec![Some(g.reshape(input_shape)?)],
             Kind::Permute { inverse } => vec![Some(g.permute(inverse)?.contiguous())],
-            Kind::Narrow { input_shape, axis, start } => {
+            Kind::Narrow {
+                input_shape,
+                axis,
+                start,
+            } => {
                 let mut before = input_shape.clone();
                 before[*axis] = *start;
                 let mut after = input_shape.clone();
                 after[*axis] = input_shape[*axis] - start - g.shape()[*axis];
                 let parts = [Tensor::zeros(&before)?, g.clone(), Tensor::zeros(&after)?];
-                vec![Some(Tensor::concat(&parts.iter().collect::<Vec<_>>(), *axis)?)]
+                vec![Some(Tensor::concat(
+                    &parts.iter().collect::<Vec<_>>(),
+                    *axis,
+                )?)]
             }
             Kind::Concat { axis, sizes } => {
                 let mut start = 0;
                 let mut out = Vec::with_capacity(sizes.len());
                 for (&len, &need) in sizes.iter().zip(needs) {
-                    out.push(if need { Some(g.narrow(*axis, start, len)?.contiguous()) } else { None });
+                    out.push(if need {
+                        Some(g.narrow(*axis, start, len)?.contiguous())
+                    } else {
+                        None
+                    });
                     start += len;
                 }
                 out
@@ -53,7 +75,13 @@ impl Var {
     pub fn reshape(&self, shape: &[usize]) -> Result<Var> {
         let x = self.value();
         let out = x.reshape(shape)?;
-        Ok(Var::from_op(out, &[self], Shape(Kind::Reshape { input_shape: x.shape().to_vec() })))
+        Ok(Var::from_op(
+            out,
+            &[self],
+            Shape(Kind::Reshape {
+                input_shape: x.shape().to_vec(),
+            }),
+        ))
     }
 
     /// Reorders dimensions (a strided view of the value).
@@ -80,7 +108,11 @@ impl Var {
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Var> {
         let x = self.value();
         let out = x.narrow(axis, start, len)?;
-        let f = Shape(Kind::Narrow { input_shape: x.shape().to_vec(), axis, start });
+        let f = Shape(Kind::Narrow {
+            input_shape: x.shape().to_vec(),
+            axis,
+            start,
+        });
         Ok(Var::from_op(out, &[self], f))
     }
 
@@ -104,9 +136,27 @@ mod tests {
         let x = Tensor::randn(&[2, 3, 4], 0.0, 1.0, 6).unwrap();
         let y = Tensor::randn(&[2, 2, 4], 0.0, 1.0, 7).unwrap();
         let o = GradcheckOptions::default();
-        gradcheck("reshape", &[x.clone()], |v| v[0].permute(&[2, 0, 1])?.reshape(&[8, 3]), o).unwrap();
-        gradcheck("transpose", &[x.clone()], |v| v[0].transpose(0, 2)?.mul(&v[0].transpose(0, 2)?), o).unwrap();
-        gradcheck("narrow", &[x.clone()], |v| v[0].narrow(1, 1, 2), o).unwrap();
+        gradcheck(
+            "reshape",
+            std::slice::from_ref(&x),
+            |v| v[0].permute(&[2, 0, 1])?.reshape(&[8, 3]),
+            o,
+        )
+        .unwrap();
+        gradcheck(
+            "transpose",
+            std::slice::from_ref(&x),
+            |v| v[0].transpose(0, 2)?.mul(&v[0].transpose(0, 2)?),
+            o,
+        )
+        .unwrap();
+        gradcheck(
+            "narrow",
+            std::slice::from_ref(&x),
+            |v| v[0].narrow(1, 1, 2),
+            o,
+        )
+        .unwrap();
         gradcheck("concat", &[x, y], |v| Var::concat(&[&v[0], &v[1]], 1), o).unwrap();
     }
 }

@@ -45,8 +45,8 @@ impl Function for Unary {
             Kind::Relu => elementwise::relu_backward(s, g)?,
             Kind::Sigmoid => elementwise::sigmoid_backward(s, g)?,
             Kind::Tanh => elementwise::tanh_backward(s, g)?,
-            Kind::Exp => g.mul(s)?,                          // saved y = eˣ
-            Kind::Log => g.div(s)?,                          // saved x
+            Kind::Exp => g.mul(s)?, // saved y = eˣ
+            Kind::Log => g.div(s)?, // saved x
             Kind::Sqrt => g.zip_with("sqrt_backward", s, |g, y| 0.5 * g / y)?, // saved y = √x
         };
         Ok(vec![Some(dx)])
@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn unary_gradients() {
         // Keep ReLU inputs away from the kink, where finite differences are meaningless.
-        let x = Tensor::randn(&[3, 7], 0.0, 1.5, 4).unwrap().transpose(0, 1).unwrap();
+        let x = Tensor::randn(&[3, 7], 0.0, 1.5, 4)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap();
         let away = x.map(|v| if v.abs() < 0.05 { v + 0.1 } else { v });
         let pos = x.map(|v| v.abs() + 0.5);
         let o = GradcheckOptions::default();
