@@ -5,6 +5,7 @@ mod function;
 mod grad_mode;
 pub mod gradcheck;
 pub mod ops;
+pub mod optim;
 mod var;
 
 pub use allmlp_tensor_core as tensor_core;
