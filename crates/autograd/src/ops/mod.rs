@@ -3,7 +3,9 @@
 //! holds the backward.
 
 mod arith;
+mod dropout;
 mod matmul;
+mod patch;
 mod reduce;
 mod shape;
 mod unary;

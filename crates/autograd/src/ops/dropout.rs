@@ -1,0 +1,115 @@
+//! Dropout and drop-path (stochastic depth), with seeded masks.
+//!
+//! Both scale kept values by `1/keep` during training (inverted dropout) and
+//! are the identity in evaluation. Dropout draws one Bernoulli per element;
+//! drop-path one per sample (leading dimension), as timm's `drop_path`.
+
+use allmlp_tensor_core::{Rng, Tensor};
+
+use crate::{AutogradError, Function, Result, Var};
+
+struct Mask {
+    mask: Tensor,
+}
+
+impl Function for Mask {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.mul(&self.mask)?)])
+    }
+}
+
+fn check_p(op: &'static str, p: f32) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(AutogradError::InvalidArgument {
+            op,
+            msg: format!("drop probability must be in [0, 1), got {p}"),
+        });
+    }
+    Ok(())
+}
+
+/// A mask of `shape` holding `1/keep` with probability `keep`, else 0.
+fn bernoulli_mask(shape: &[usize], keep: f32, rng: &mut Rng) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let scale = 1.0 / keep;
+    let v = (0..n)
+        .map(|_| if rng.next_f32() < keep { scale } else { 0.0 })
+        .collect();
+    Ok(Tensor::from_vec(v, shape)?)
+}
+
+fn apply_mask(x: &Var, mask: Tensor) -> Result<Var> {
+    let out = x.value().mul(&mask)?;
+    Ok(Var::from_op(out, &[x], Mask { mask }))
+}
+
+impl Var {
+    /// Zeroes each element with probability `p` and scales the rest by `1/(1−p)`
+    /// when `training`; the identity otherwise or when `p == 0`.
+    pub fn dropout(&self, p: f32, training: bool, rng: &mut Rng) -> Result<Var> {
+        check_p("dropout", p)?;
+        if !training || p == 0.0 {
+            return Ok(self.clone());
+        }
+        apply_mask(self, bernoulli_mask(&self.shape(), 1.0 - p, rng)?)
+    }
+
+    /// Drops whole samples (dimension 0) with probability `p`, scaling kept ones
+    /// by `1/(1−p)` when `training` (stochastic depth on a residual branch).
+    pub fn drop_path(&self, p: f32, training: bool, rng: &mut Rng) -> Result<Var> {
+        check_p("drop_path", p)?;
+        if !training || p == 0.0 {
+            return Ok(self.clone());
+        }
+        let shape = self.shape();
+        let mut mask_shape = vec![1; shape.len().max(1)];
+        mask_shape[0] = shape.first().copied().unwrap_or(1);
+        apply_mask(self, bernoulli_mask(&mask_shape, 1.0 - p, rng)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_mask_statistics_and_gradient() {
+        let x = Var::parameter(Tensor::ones(&[100, 100]).unwrap());
+        let mut rng = Rng::new(3);
+        let y = x.dropout(0.25, true, &mut rng).unwrap();
+        let v = y.value().to_vec();
+        let kept = v.iter().filter(|&&e| e != 0.0).count() as f64 / v.len() as f64;
+        assert!((kept - 0.75).abs() < 0.02, "kept fraction {kept}");
+        assert!(v.iter().all(|&e| e == 0.0 || (e - 1.0 / 0.75).abs() < 1e-6));
+        y.sum(&[], false).unwrap().backward().unwrap();
+        // The gradient is the mask itself: same zeros, same scale.
+        assert_eq!(x.grad().unwrap().to_vec(), v);
+        // Same seed, same mask; evaluation is the identity.
+        let again = x.dropout(0.25, true, &mut Rng::new(3)).unwrap().value();
+        assert_eq!(again.to_vec(), v);
+        assert_eq!(x.dropout(0.25, false, &mut rng).unwrap().value(), x.value());
+        assert!(x.dropout(1.0, true, &mut rng).is_err());
+        assert!(x.dropout(-0.1, true, &mut rng).is_err());
+    }
+
+    #[test]
+    fn drop_path_is_per_sample() {
+        let x = Var::parameter(Tensor::ones(&[64, 3, 5]).unwrap());
+        let y = x.drop_path(0.5, true, &mut Rng::new(9)).unwrap().value();
+        let mut dropped = 0;
+        for b in 0..64 {
+            let s = y.narrow(0, b, 1).unwrap().to_vec();
+            assert!(
+                s.iter().all(|&e| e == s[0]),
+                "sample {b} is not uniformly kept or dropped"
+            );
+            assert!(s[0] == 0.0 || (s[0] - 2.0).abs() < 1e-6);
+            dropped += (s[0] == 0.0) as usize;
+        }
+        assert!((16..=48).contains(&dropped), "dropped {dropped} of 64");
+    }
+}
