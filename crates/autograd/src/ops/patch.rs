@@ -90,7 +90,7 @@ mod tests {
             assert_eq!(v.value(), patch::patchify(&x, 2, order).unwrap());
             gradcheck(
                 "patchify",
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 |v| v[0].patchify(2, order),
                 GradcheckOptions::default(),
             )
@@ -101,7 +101,7 @@ mod tests {
         assert_eq!(p.unpartition(2, 2, 2).unwrap().value(), x);
         gradcheck(
             "partition",
-            &[x.clone()],
+            std::slice::from_ref(&x),
             |v| v[0].partition(2, 3),
             GradcheckOptions::default(),
         )
