@@ -1,0 +1,1 @@
+//! safetensors state dicts (in progress).
