@@ -4,8 +4,11 @@
 
 mod arith;
 mod dropout;
+mod linear;
 mod matmul;
 mod patch;
 mod reduce;
 mod shape;
 mod unary;
+
+pub use linear::linear;
