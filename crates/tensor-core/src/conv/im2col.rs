@@ -6,11 +6,12 @@
 //! tap `(ki, kj)` (zero in the padding). Group `g` owns rows `g·Cg·kk..`. With
 //! `K = m·OH·OW`, `Cgk = C/groups·kh·kw` and `og = O/groups`:
 //!
-//! - forward:   `Yᵀ_g [K, og]    = col_gᵀ [K, Cgk] · W_gᵀ [Cgk, og]`
+//! - forward:   `Yᵀ_g [K, og]    = col_gᵀ [K, Cgk] · W_gᵀ [Cgk, og]` (one group), or
+//!   `Y_g [og, K] = W_g · col_g` (several groups: the batch is the parallelism)
 //! - dx:        `dcol_g [Cgk, K] = W_gᵀ [Cgk, og] · dY_g [og, K]`, then col2im
 //! - dw:        `dW_gᵀ [Cgk, og] += col_g [Cgk, K] · dY_gᵀ [K, og]` (chunk by chunk)
 //!
-//! The long dimension (`K` or `Cgk`) is always the GEMM's M, which is what the
+//! With one group the long dimension (`K` or `Cgk`) is the GEMM's M, which is what the
 //! GEMM splits over threads. Transposes are strides, not copies; the only copies
 //! are im2col itself, `dy` permuted to `[O, K]`, and scattering `Yᵀ` into NCHW.
 //! Chunks are sized from the shapes alone and reduced in order, so results do
@@ -127,18 +128,26 @@ pub(super) fn forward(
     let (og, cgk, ohw, rows) = (g.og(), g.cg() * g.kk(), g.ohw(), g.c * g.kk());
     let nb = chunk_images(g);
     let mut col = vec![0.0f32; rows * nb * ohw];
-    // Yᵀ per group: [groups, K, og].
+    // Per chunk, Yᵀ as [groups, K, og] or (wide) Y as [groups, og, K] = [O, K].
+    let wide = wide_forward(g);
     let mut yt = vec![0.0f32; nb * ohw * g.o];
     for n0 in (0..g.n).step_by(nb) {
         let m = nb.min(g.n - n0);
         let k = m * ohw;
         let col = &mut col[..rows * k];
         im2col(g, x, n0, m, col);
-        let a = MatRef::new(col, k, cgk, 1, k)?;
-        let b = MatRef::new(w, cgk, og, 1, cgk)?;
-        let c = MatMut::row_major(&mut yt[..g.o * k], k, og)?;
-        gemm_batched(g.g, 1.0, a, cgk * k, b, og * cgk, 0.0, c, k * og)?;
-        // Scatter Yᵀ into NCHW planes (and add the bias).
+        if wide {
+            let a = MatRef::row_major(w, og, cgk)?;
+            let b = MatRef::row_major(col, cgk, k)?;
+            let c = MatMut::row_major(&mut yt[..g.o * k], og, k)?;
+            gemm_batched(g.g, 1.0, a, og * cgk, b, cgk * k, 0.0, c, og * k)?;
+        } else {
+            let a = MatRef::new(col, k, cgk, 1, k)?;
+            let b = MatRef::new(w, cgk, og, 1, cgk)?;
+            let c = MatMut::row_major(&mut yt[..g.o * k], k, og)?;
+            gemm_batched(g.g, 1.0, a, cgk * k, b, og * cgk, 0.0, c, k * og)?;
+        }
+        // Scatter into NCHW planes (and add the bias).
         let yt = &yt[..g.o * k];
         let ychunk = &mut y[n0 * g.o * ohw..(n0 + m) * g.o * ohw];
         threads::install(|| {
@@ -147,16 +156,33 @@ pub(super) fn forward(
                 .enumerate()
                 .for_each(|(plane, yp)| {
                     let (i, oc) = (plane / g.o, plane % g.o);
-                    let (grp, o) = (oc / og, oc % og);
-                    let src = &yt[grp * k * og + i * ohw * og + o..];
                     let b = bias.map_or(0.0, |b| b[oc]);
-                    for (p, v) in yp.iter_mut().enumerate() {
-                        *v = src[p * og] + b;
+                    if wide {
+                        let src = &yt[oc * k + i * ohw..][..ohw];
+                        for (v, &s) in yp.iter_mut().zip(src) {
+                            *v = s + b;
+                        }
+                    } else {
+                        let (grp, o) = (oc / og, oc % og);
+                        let src = &yt[grp * k * og + i * ohw * og + o..];
+                        for (p, v) in yp.iter_mut().enumerate() {
+                            *v = src[p * og] + b;
+                        }
                     }
                 });
         });
     }
     Ok(())
+}
+
+/// Whether the forward GEMM is `Y_g = W_g · col_g` (M = og) rather than
+/// `Yᵀ_g = col_gᵀ · W_gᵀ` (M = K). The GEMM splits threads over M only, so the
+/// transposed form is needed for one group with few output channels; with
+/// several groups the batch already runs in parallel. Measured single-threaded
+/// (shared 2-core machine): equal speed for the grouped local 5×5 case, 20%
+/// faster for one group, where the transposed form wins back with 2 threads.
+fn wide_forward(g: &Geom) -> bool {
+    g.g > 1
 }
 
 /// Input gradient. `dy: [N, O, OH, OW]`, `w: [O, Cg, kh, kw]` → `dx: [N, C, H, W]`.
