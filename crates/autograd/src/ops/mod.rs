@@ -12,3 +12,8 @@ mod shape;
 mod unary;
 
 pub use linear::linear;
+mod conv;
+mod pool;
+
+pub use conv::conv2d;
+pub use pool::{PoolParams, adaptive_avg_pool2d, avg_pool2d, max_pool2d};
