@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::{PAR_MIN_ELEMS, check_eps, lane_sums2, param_vec};
+use super::{PAR_MIN_ELEMS, centered_sums, check_eps, param_vec, shifted_sums};
 use crate::error::fmt_shape;
 use crate::threads::install;
 use crate::{Result, Tensor, TensorError};
@@ -214,11 +214,7 @@ pub fn batch_norm_train(
     // Shift each channel by its first value (sample 0, position 0).
     let shift: Vec<f64> = (0..c).map(|ch| xs[ch * s] as f64).collect();
     let sums = channel_sums(dims, |ch, base| {
-        let (k, xr) = (shift[ch], &xs[base..base + s]);
-        lane_sums2(s, |i| {
-            let d = xr[i] as f64 - k;
-            (d, d * d)
-        })
+        shifted_sums(&xs[base..base + s], shift[ch])
     });
     let nf = count as f64;
     let mut mean = vec![0f64; c];
@@ -282,11 +278,7 @@ pub fn batch_norm_backward(
         dy.as_slice().expect("contiguous"),
     );
     let sums = channel_sums(dims, |ch, base| {
-        let (m, xr, dr) = (mean[ch], &xs[base..base + s], &dys[base..base + s]);
-        lane_sums2(s, |i| {
-            let d = dr[i] as f64;
-            (d, d * (xr[i] as f64 - m))
-        })
+        centered_sums(&dys[base..base + s], &xs[base..base + s], None, mean[ch])
     });
     let nf = (n * s) as f64;
     let dbias: Vec<f64> = sums.iter().map(|p| p.0).collect();
@@ -295,9 +287,11 @@ pub fn batch_norm_backward(
     map_rows(dims, &mut dx, |ch, base, out| {
         let (m, is) = (mean[ch], invstd[ch]);
         let (mb, mw, scale) = (dbias[ch] / nf, dweight[ch] / nf, w[ch] as f64 * is);
-        for (i, o) in out.iter_mut().enumerate() {
-            let xhat = (xs[base + i] as f64 - m) * is;
-            *o = (scale * (dys[base + i] as f64 - mb - xhat * mw)) as f32;
+        let len = out.len();
+        let rows = xs[base..base + len].iter().zip(&dys[base..base + len]);
+        for (o, (&xv, &d)) in out.iter_mut().zip(rows) {
+            let xhat = (xv as f64 - m) * is;
+            *o = (scale * (d as f64 - mb - xhat * mw)) as f32;
         }
     });
     Ok(BatchNormGrads {
@@ -391,11 +385,7 @@ pub fn batch_norm_eval_backward(
         dy.as_slice().expect("contiguous"),
     );
     let sums = channel_sums(dims, |ch, base| {
-        let (m, xr, dr) = (mean[ch], &xs[base..base + s], &dys[base..base + s]);
-        lane_sums2(s, |i| {
-            let d = dr[i] as f64;
-            (d, d * (xr[i] as f64 - m))
-        })
+        centered_sums(&dys[base..base + s], &xs[base..base + s], None, mean[ch])
     });
     let dbias: Vec<f64> = sums.iter().map(|p| p.0).collect();
     let dweight: Vec<f64> = (0..c).map(|ch| sums[ch].1 * invstd[ch]).collect();

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::{PAR_MIN_ELEMS, check_eps, lane_sums2, param_vec};
+use super::{PAR_MIN_ELEMS, centered_sums, check_eps, param_vec, shifted_sums};
 use crate::error::fmt_shape;
 use crate::threads::install;
 use crate::{Result, Tensor, TensorError};
@@ -54,8 +54,10 @@ fn rows_cols(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
 
 /// Rows per chunk of the backward's `dweight`/`dbias` reduction: a function of
 /// the shape only, so the summation order never depends on the thread count.
-fn rows_per_chunk(rows: usize, c: usize) -> usize {
-    (PAR_MIN_ELEMS / 4 / c).clamp(1, rows.max(1))
+/// At least 32 rows, so the per-chunk `[2, C]` partials cost ≤ 1/16 of the
+/// row work, and at most 64 chunks.
+fn rows_per_chunk(rows: usize) -> usize {
+    rows.div_ceil(64).max(32).min(rows.max(1))
 }
 
 /// LayerNorm forward over the last dimension.
@@ -88,10 +90,7 @@ pub fn layer_norm(
     let row = |(r, ((yr, m), s)): (usize, ((&mut [f32], &mut f32), &mut f32))| {
         let xr = &xs[r * c..(r + 1) * c];
         let k = xr[0] as f64;
-        let (s1, s2) = lane_sums2(c, |i| {
-            let d = xr[i] as f64 - k;
-            (d, d * d)
-        });
+        let (s1, s2) = shifted_sums(xr, k);
         let n = c as f64;
         let dm = s1 / n;
         let var = ((s2 - s1 * dm) / n).max(0.0);
@@ -99,9 +98,8 @@ pub fn layer_norm(
         let rs = 1.0 / (var + eps).sqrt();
         *m = mu as f32;
         *s = rs as f32;
-        for i in 0..c {
-            let xhat = ((xr[i] as f64 - mu) * rs) as f32;
-            yr[i] = xhat * w[i] + b[i];
+        for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(&w).zip(&b) {
+            *o = ((v as f64 - mu) * rs) as f32 * wi + bi;
         }
     };
     if rows * c < PAR_MIN_ELEMS {
@@ -180,7 +178,7 @@ pub fn layer_norm_backward(
     let dys = dy.as_slice().expect("contiguous");
 
     let mut dx = vec![0f32; rows * c];
-    let rpc = rows_per_chunk(rows, c);
+    let rpc = rows_per_chunk(rows);
     // Each chunk of rows writes its dx rows and returns its partial
     // [dweight (C) | dbias (C)] in f64.
     let chunk = |(ci, dxc): (usize, &mut [f32])| -> Vec<f64> {
@@ -191,17 +189,21 @@ pub fn layer_norm_backward(
             let xr = &xs[r * c..(r + 1) * c];
             let dyr = &dys[r * c..(r + 1) * c];
             let (mu, rs) = (mean[r] as f64, rstd[r] as f64);
-            let (sg, sgx) = lane_sums2(c, |i| {
-                let g = dyr[i] as f64 * w[i] as f64;
-                (g, g * (xr[i] as f64 - mu) * rs)
-            });
-            let (mg, mgx) = (sg / c as f64, sgx / c as f64);
-            for i in 0..c {
-                let xhat = (xr[i] as f64 - mu) * rs;
-                let d = dyr[i] as f64;
-                dxr[i] = (rs * (d * w[i] as f64 - mg - xhat * mgx)) as f32;
-                pw[i] += d * xhat;
-                pb[i] += d;
+            let (sg, sgxc) = centered_sums(dyr, xr, Some(&w), mu);
+            // mean(g) and mean(g·x̂), x̂ = (x − mean)·rstd.
+            let (mg, mgx) = (sg / c as f64, sgxc * rs / c as f64);
+            let it = dxr
+                .iter_mut()
+                .zip(xr)
+                .zip(dyr)
+                .zip(&w)
+                .zip(pw.iter_mut().zip(pb.iter_mut()));
+            for ((((o, &xv), &d), &wv), (pwi, pbi)) in it {
+                let xhat = (xv as f64 - mu) * rs;
+                let d = d as f64;
+                *o = (rs * (d * wv as f64 - mg - xhat * mgx)) as f32;
+                *pwi += d * xhat;
+                *pbi += d;
             }
         }
         part

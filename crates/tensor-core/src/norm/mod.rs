@@ -82,29 +82,71 @@ pub(crate) fn param_vec(
     }
 }
 
-/// `(Σ f(i).0, Σ f(i).1)` for `i < n`, in f64, with 8 interleaved partial sums
-/// combined in a fixed order (vectorisable, and independent of threads).
+/// Adds the 8 lanes pairwise in a fixed order.
 #[inline(always)]
-pub(crate) fn lane_sums2(n: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
-    let mut a = [0f64; 8];
-    let mut b = [0f64; 8];
-    let full = n / 8 * 8;
-    let mut i = 0;
-    while i < full {
+fn combine(a: [f64; 8]) -> f64 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// `(Σ(x−k), Σ(x−k)²)` in f64: 8 interleaved partial sums over full blocks of
+/// 8 (vectorisable), combined in a fixed order, then the tail in order.
+pub(crate) fn shifted_sums(x: &[f32], k: f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
+    let blocks = x.chunks_exact(8);
+    let tail = blocks.remainder();
+    for xb in blocks {
         for l in 0..8 {
-            let (p, q) = f(i + l);
-            a[l] += p;
-            b[l] += q;
+            let d = xb[l] as f64 - k;
+            a[l] += d;
+            b[l] += d * d;
         }
-        i += 8;
     }
-    // Pairwise combination of the lanes, then the tail.
-    let mut sa = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-    let mut sb = ((b[0] + b[4]) + (b[2] + b[6])) + ((b[1] + b[5]) + (b[3] + b[7]));
-    for j in full..n {
-        let (p, q) = f(j);
-        sa += p;
-        sb += q;
+    let (mut sa, mut sb) = (combine(a), combine(b));
+    for &v in tail {
+        let d = v as f64 - k;
+        sa += d;
+        sb += d * d;
+    }
+    (sa, sb)
+}
+
+/// `(Σ g, Σ g·(x−m))` with `g = dy·w` (`w` = 1 when `None`), in f64, in the
+/// fixed lane order of [`shifted_sums`].
+pub(crate) fn centered_sums(dy: &[f32], x: &[f32], w: Option<&[f32]>, m: f64) -> (f64, f64) {
+    let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
+    let n = dy.len().min(x.len());
+    let full = n / 8 * 8;
+    let (dyb, xb) = (&dy[..full], &x[..full]);
+    match w {
+        Some(w) => {
+            let wb = &w[..full];
+            for ((d8, x8), w8) in dyb
+                .chunks_exact(8)
+                .zip(xb.chunks_exact(8))
+                .zip(wb.chunks_exact(8))
+            {
+                for l in 0..8 {
+                    let g = d8[l] as f64 * w8[l] as f64;
+                    a[l] += g;
+                    b[l] += g * (x8[l] as f64 - m);
+                }
+            }
+        }
+        None => {
+            for (d8, x8) in dyb.chunks_exact(8).zip(xb.chunks_exact(8)) {
+                for l in 0..8 {
+                    let g = d8[l] as f64;
+                    a[l] += g;
+                    b[l] += g * (x8[l] as f64 - m);
+                }
+            }
+        }
+    }
+    let (mut sa, mut sb) = (combine(a), combine(b));
+    for i in full..n {
+        let g = dy[i] as f64 * w.map_or(1.0, |w| w[i] as f64);
+        sa += g;
+        sb += g * (x[i] as f64 - m);
     }
     (sa, sb)
 }
