@@ -17,3 +17,10 @@ mod pool;
 
 pub use conv::conv2d;
 pub use pool::{PoolParams, adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+mod loss;
+mod norm;
+
+pub use allmlp_tensor_core::conv::Conv2dParams;
+pub use allmlp_tensor_core::loss::Targets;
+pub use loss::cross_entropy;
+pub use norm::{RunningStats, batch_norm, layer_norm};
