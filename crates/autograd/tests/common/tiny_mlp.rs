@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use allmlp_autograd::ops::{Conv2dParams, conv2d, layer_norm, linear};
-use allmlp_autograd::tensor_core::Tensor;
 use allmlp_autograd::{Result, Var};
 
 /// Which architecture the parameters describe.
