@@ -106,11 +106,11 @@ pub fn orthogonal(shape: &[usize], gain: f32, seed: u64) -> Result<Tensor> {
         .map(|_| (0..m).map(|_| rng.normal()).collect())
         .collect();
     for j in 0..n {
-        for i in 0..j {
-            let d: f64 = (0..m).map(|k| q[i][k] * q[j][k]).sum();
-            for k in 0..m {
-                q[j][k] -= d * q[i][k];
-            }
+        let (done, rest) = q.split_at_mut(j);
+        let qj = &mut rest[0];
+        for qi in done.iter() {
+            let d: f64 = qi.iter().zip(qj.iter()).map(|(a, b)| a * b).sum();
+            qj.iter_mut().zip(qi).for_each(|(b, a)| *b -= d * a);
         }
         let norm = q[j].iter().map(|v| v * v).sum::<f64>().sqrt();
         if norm < 1e-12 {
