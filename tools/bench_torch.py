@@ -9,6 +9,10 @@ benches/src/lib.rs, so they live in one place):
   bench_torch.py --kind conv --case stem7x7s2 --n 4 --c 3 --o 64 --h 224 --w 224 \
       --k 7 --stride 2 --pad 3 --groups 1 --threads 1 --json
       torch.nn.functional.conv2d(x[N,C,H,W], w[O,C/groups,k,k], stride, padding, groups)
+  bench_torch.py --kind train_step --case mixer_tiny_b128 --arch mixer --batch 128 --img 28 \
+      --in-chans 1 --patch 4 --dim 128 --depth 8 --classes 10 --threads 2 --json
+      one training step of a timm MlpMixer / ResMLP: zero_grad, forward, label-smoothed
+      cross-entropy, backward, AdamW step (not under inference_mode)
   bench_torch.py --info --json
       torch version and MKL-DNN / MKL availability
 
@@ -26,11 +30,14 @@ import time
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kind", choices=["gemm", "conv"])
+    p.add_argument("--kind", choices=["gemm", "conv", "train_step"])
     p.add_argument("--case", help="gemm: MxKxN; conv: the case's name")
     p.add_argument("--threads", type=int, default=1)
     for dim in ["n", "c", "o", "h", "w", "k", "stride", "pad", "groups"]:
         p.add_argument(f"--{dim}", type=int, help=f"conv: {dim}")
+    p.add_argument("--arch", choices=["mixer", "resmlp"], help="train_step: architecture")
+    for dim in ["batch", "img", "in-chans", "patch", "dim", "depth", "classes"]:
+        p.add_argument(f"--{dim}", type=int, help=f"train_step: {dim}")
     p.add_argument("--quick", action="store_true", help="shorter warm-up and measurement")
     p.add_argument("--info", action="store_true", help="print the torch build and exit")
     p.add_argument("--json", action="store_true", help="print one JSON line")
@@ -81,6 +88,34 @@ def conv_case(torch, args):
     return (lambda: f(x, wt, None, stride, pad, 1, groups)), flops
 
 
+def train_step_case(torch, args):
+    """One AdamW training step of a timm all-MLP model; work = images per step."""
+    from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
+
+    dims = [args.batch, args.img, args.in_chans, args.patch, args.dim, args.depth, args.classes]
+    if args.arch is None or any(d is None for d in dims):
+        sys.exit("bench_torch.py: train_step needs --arch --batch --img --in-chans --patch --dim --depth --classes")
+    common = dict(num_classes=args.classes, img_size=args.img, in_chans=args.in_chans,
+                  patch_size=args.patch, num_blocks=args.depth, embed_dim=args.dim)
+    if args.arch == "mixer":
+        model = MlpMixer(**common, mlp_ratio=(0.5, 4.0))
+    else:
+        model = MlpMixer(**common, mlp_ratio=4.0, block_layer=ResBlock, norm_layer=Affine)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, args.in_chans, args.img, args.img, generator=g)
+    y = torch.randint(0, args.classes, (args.batch,), generator=g)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+
+    return step, None
+
+
 def measure(fn, warmup_s, measure_s, min_runs=10):
     """Median seconds per call: warm up for warmup_s, then time calls for measure_s."""
     start = time.perf_counter()
@@ -103,22 +138,26 @@ def main():
     if args.info:
         out = info(torch)
     else:
-        if args.kind == "gemm":
-            fn, flops = gemm_case(torch, args.case)
-        else:
-            fn, flops = conv_case(torch, args)
         warmup_s, measure_s = (0.3, 1.0) if args.quick else (1.5, 4.0)
-        with torch.inference_mode():
+        if args.kind == "train_step":
+            fn, flops = train_step_case(torch, args)
             median, runs = measure(fn, warmup_s, measure_s)
+        else:
+            fn, flops = gemm_case(torch, args.case) if args.kind == "gemm" else conv_case(torch, args)
+            with torch.inference_mode():
+                median, runs = measure(fn, warmup_s, measure_s)
         out = {
             "kind": args.kind,
             "case": args.case,
             "threads": args.threads,
             "median_s": median,
             "runs": runs,
-            "gflops": flops / median / 1e9,
             "torch": torch.__version__,
         }
+        if flops is not None:
+            out["gflops"] = flops / median / 1e9
+        else:
+            out["images_per_s"] = args.batch / median
     if args.json:
         print(json.dumps(out))
     else:

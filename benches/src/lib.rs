@@ -144,3 +144,82 @@ pub const CONV_CASES: [ConvCase; 7] = [
         groups: 4,
     },
 ];
+
+/// A full training step (forward, backward, AdamW) of a small all-MLP model.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainStepCase {
+    /// `mixer` or `resmlp` (token MLP with hidden `dim/2`, or one token linear with LayerScale).
+    pub arch: &'static str,
+    /// Images per step.
+    pub batch: usize,
+    /// Square image side.
+    pub img: usize,
+    /// Input channels.
+    pub in_chans: usize,
+    /// Patch side.
+    pub patch: usize,
+    /// Embedding dimension (channel hidden is `4·dim`).
+    pub dim: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl TrainStepCase {
+    /// `mixer_tiny_b128` etc.: the id used by criterion and the summary table.
+    pub fn name(&self) -> String {
+        format!("{}_tiny_b{}", self.arch, self.batch)
+    }
+
+    /// Arguments describing the case to `tools/bench_torch.py`.
+    pub fn torch_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--kind".into(),
+            "train_step".into(),
+            "--case".into(),
+            self.name(),
+        ];
+        a.extend(["--arch".into(), self.arch.into()]);
+        for (flag, v) in [
+            ("batch", self.batch),
+            ("img", self.img),
+            ("in-chans", self.in_chans),
+            ("patch", self.patch),
+            ("dim", self.dim),
+            ("depth", self.depth),
+            ("classes", self.classes),
+        ] {
+            a.extend([format!("--{flag}"), v.to_string()]);
+        }
+        a
+    }
+}
+
+/// The spec's 28×28 tiny models (Fashion-MNIST shape), batch 128.
+pub const TRAIN_STEP_CASES: [TrainStepCase; 2] = [
+    TrainStepCase {
+        arch: "mixer",
+        batch: 128,
+        img: 28,
+        in_chans: 1,
+        patch: 4,
+        dim: 128,
+        depth: 8,
+        classes: 10,
+    },
+    TrainStepCase {
+        arch: "resmlp",
+        batch: 128,
+        img: 28,
+        in_chans: 1,
+        patch: 4,
+        dim: 128,
+        depth: 8,
+        classes: 10,
+    },
+];
+
+/// Autograd overhead cases `(name, batch)`: the same computation through
+/// tensor-core directly, through autograd under `no_grad`, and recording a tape.
+pub const AUTOGRAD_CASES: [(&str, usize); 1] = [("mlp_block_b128", 128)];

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use allmlp_benches::{CONV_CASES, GEMM_SHAPES};
+use allmlp_benches::{AUTOGRAD_CASES, CONV_CASES, GEMM_SHAPES, TRAIN_STEP_CASES};
 
 use crate::criterion::{self, Benches, Timing};
 use crate::torch::{self, Torch};
@@ -12,6 +12,9 @@ use crate::workspace_root;
 
 /// The implementation the ratio is taken of (ratio = this / torch).
 const OURS: &str = "tensor-core";
+
+/// Every benchmark kind, in the order `all` runs them (bench targets of allmlp-benches).
+const ALL_KINDS: [&str; 4] = ["gemm", "conv", "train_step", "autograd"];
 
 /// Parsed command line of `cargo xtask bench`.
 struct Options {
@@ -24,7 +27,7 @@ struct Options {
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = Options {
-        kinds: vec!["gemm", "conv"],
+        kinds: ALL_KINDS.to_vec(),
         threads: vec![1, 2],
         case: None,
         torch: true,
@@ -55,12 +58,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
         }
     }
     opts.kinds = match name.as_deref() {
-        None | Some("all") => vec!["gemm", "conv"],
+        None | Some("all") => ALL_KINDS.to_vec(),
         Some("gemm") => vec!["gemm"],
         Some("conv") => vec!["conv"],
+        Some("train-step" | "train_step") => vec!["train_step"],
+        Some("autograd") => vec!["autograd"],
         Some(other) => {
             return Err(format!(
-                "bench: NAME must be gemm, conv or all, got `{other}`"
+                "bench: NAME must be gemm, conv, train-step, autograd or all, got `{other}`"
             ));
         }
     };
@@ -78,26 +83,83 @@ fn parse_threads(list: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// One benchmark case: its id parts, its FLOPs and how to tell bench_torch.py about it.
+/// What a row's rates count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    /// Floating-point operations: `work` is FLOPs per iteration, rates are GFLOP/s.
+    Gflops,
+    /// Images: `work` is images per iteration, rates are images/s.
+    Images,
+}
+
+impl Unit {
+    fn of(kind: &str) -> Unit {
+        if matches!(kind, "gemm" | "conv") {
+            Unit::Gflops
+        } else {
+            Unit::Images
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Unit::Gflops => "GFLOP/s",
+            Unit::Images => "img/s",
+        }
+    }
+
+    /// Rate from `work` per iteration and seconds per iteration.
+    fn rate(self, work: f64, seconds: f64) -> f64 {
+        match self {
+            Unit::Gflops => work / seconds / 1e9,
+            Unit::Images => work / seconds,
+        }
+    }
+}
+
+/// One benchmark case: its id parts, its work per iteration and how to tell
+/// bench_torch.py about it (no arguments: no PyTorch side).
 struct Case {
     kind: &'static str,
     name: String,
-    flops: f64,
+    work: f64,
     torch_args: Vec<String>,
 }
 
 fn cases(kind: &'static str) -> Vec<Case> {
+    if kind == "train_step" {
+        return TRAIN_STEP_CASES
+            .iter()
+            .map(|c| Case {
+                kind,
+                name: c.name(),
+                work: c.batch as f64,
+                torch_args: c.torch_args(),
+            })
+            .collect();
+    }
+    if kind == "autograd" {
+        return AUTOGRAD_CASES
+            .iter()
+            .map(|&(name, batch)| Case {
+                kind,
+                name: name.into(),
+                work: batch as f64,
+                torch_args: Vec::new(),
+            })
+            .collect();
+    }
     if kind == "gemm" {
         return GEMM_SHAPES
             .iter()
             .map(|&(m, k, n)| {
                 let name = format!("{m}x{k}x{n}");
                 let torch_args = vec!["--kind".into(), kind.into(), "--case".into(), name.clone()];
-                let flops = 2.0 * (m * k * n) as f64;
+                let work = 2.0 * (m * k * n) as f64;
                 Case {
                     kind,
                     name,
-                    flops,
+                    work,
                     torch_args,
                 }
             })
@@ -124,37 +186,37 @@ fn cases(kind: &'static str) -> Vec<Case> {
             Case {
                 kind,
                 name: c.name.into(),
-                flops: c.flops(),
+                work: c.flops(),
                 torch_args,
             }
         })
         .collect()
 }
 
-/// One line of the table: GFLOP/s per implementation for a case and thread count.
+/// One line of the table: the rate of each implementation for a case and thread count.
 struct Row {
     kind: &'static str,
     case: String,
     threads: usize,
-    gflops: BTreeMap<String, f64>,
+    rates: BTreeMap<String, f64>,
     torch: Option<f64>,
 }
 
 impl Row {
     /// Implementation ids, `tensor-core` first (shown as n/a when missing), then the rest.
     fn impls(&self) -> Vec<String> {
-        let rest = self.gflops.keys().filter(|k| *k != OURS).cloned();
+        let rest = self.rates.keys().filter(|k| *k != OURS).cloned();
         std::iter::once(OURS.to_string()).chain(rest).collect()
     }
 
     fn ratio(&self) -> Option<f64> {
-        Some(self.gflops.get(OURS)? / self.torch?)
+        Some(self.rates.get(OURS)? / self.torch?)
     }
 
     fn line(&self) -> String {
         let mut s = format!("{} {} threads={}", self.kind, self.case, self.threads);
         for id in self.impls() {
-            let _ = write!(s, " {id}={}", fmt(self.gflops.get(&id).copied(), 1));
+            let _ = write!(s, " {id}={}", fmt(self.rates.get(&id).copied(), 1));
         }
         let _ = write!(
             s,
@@ -275,7 +337,7 @@ fn run_case(
         kind: case.kind,
         case: case.name.clone(),
         threads,
-        gflops: BTreeMap::new(),
+        rates: BTreeMap::new(),
         torch: None,
     };
     let mut failed = false;
@@ -296,9 +358,10 @@ fn run_case(
                         case.name
                     );
                 }
-                row.gflops = medians
+                let unit = Unit::of(case.kind);
+                row.rates = medians
                     .into_iter()
-                    .map(|(id, ns)| (id, case.flops / ns))
+                    .map(|(id, ns)| (id, unit.rate(case.work, ns * 1e-9)))
                     .collect();
             }
             Err(e) => {
@@ -307,9 +370,9 @@ fn run_case(
             }
         }
     }
-    if let Ok(torch) = torch {
+    if let (Ok(torch), false) = (torch, case.torch_args.is_empty()) {
         match torch.median_seconds(&case.torch_args, threads, opts.timing.quick) {
-            Ok(s) => row.torch = Some(case.flops / s / 1e9),
+            Ok(s) => row.torch = Some(Unit::of(case.kind).rate(case.work, s)),
             Err(e) => eprintln!("xtask bench: torch {} {}: {e}", case.kind, case.name),
         }
     }
@@ -332,7 +395,8 @@ fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
             threads.join(","),
             if opts.timing.quick { " (quick)" } else { "" }
         ),
-        "GFLOP/s from medians (criterion for Rust, perf_counter for torch); ratio = tensor-core/torch"
+        "rates from medians (criterion for Rust, perf_counter for torch): GFLOP/s for gemm and \
+         conv, images/s for train_step and autograd; ratio = tensor-core/torch"
             .into(),
     ];
     match torch {
@@ -384,7 +448,7 @@ fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
                 }
             }
         }
-        let _ = writeln!(md, "\n## {kind} (GFLOP/s)\n");
+        let _ = writeln!(md, "\n## {kind} ({})\n", Unit::of(kind).label());
         let _ = writeln!(
             md,
             "| case | threads | {} | torch | ratio |",
@@ -394,7 +458,7 @@ fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
         for row in rows {
             let cells: Vec<String> = impls
                 .iter()
-                .map(|id| fmt(row.gflops.get(id).copied(), 1))
+                .map(|id| fmt(row.rates.get(id).copied(), 1))
                 .collect();
             let _ = writeln!(
                 md,
@@ -423,16 +487,16 @@ mod tests {
     }
 
     fn row(case: &str, ours: Option<f64>, torch: Option<f64>) -> Row {
-        let mut gflops = BTreeMap::new();
+        let mut rates = BTreeMap::new();
         if let Some(x) = ours {
-            gflops.insert(OURS.to_string(), x);
+            rates.insert(OURS.to_string(), x);
         }
-        gflops.insert("matrixmultiply".to_string(), 50.0);
+        rates.insert("matrixmultiply".to_string(), 50.0);
         Row {
             kind: "gemm",
             case: case.into(),
             threads: 1,
-            gflops,
+            rates,
             torch,
         }
     }
@@ -444,7 +508,8 @@ mod tests {
         assert_eq!(o.threads, [1, 4]);
         assert!(!o.torch && o.timing.quick);
         let o = parse(&[]).unwrap();
-        assert_eq!(o.kinds, ["gemm", "conv"]);
+        assert_eq!(o.kinds, ALL_KINDS);
+        assert_eq!(parse(&args("train-step")).unwrap().kinds, ["train_step"]);
         assert_eq!(o.threads, [1, 2]);
         for bad in [
             "fft",
@@ -463,19 +528,29 @@ mod tests {
     fn cases_carry_shapes_and_flops() {
         let gemm = cases("gemm");
         assert_eq!(gemm[0].name, "1568x512x2048");
-        assert_eq!(gemm[0].flops, 2.0 * 1568.0 * 512.0 * 2048.0);
+        assert_eq!(gemm[0].work, 2.0 * 1568.0 * 512.0 * 2048.0);
         let conv = cases("conv");
         assert_eq!(conv.len(), CONV_CASES.len());
         let stem = &conv[0];
         assert_eq!(stem.name, "stem7x7s2");
         // 4·64·112·112 outputs, 3·7·7 MACs each, 2 FLOPs per MAC.
-        assert_eq!(stem.flops, 2.0 * (4 * 64 * 112 * 112 * 3 * 49) as f64);
+        assert_eq!(stem.work, 2.0 * (4 * 64 * 112 * 112 * 3 * 49) as f64);
         let a = stem.torch_args.join(" ");
         assert!(
             a.contains("--case stem7x7s2 --n 4 --c 3 --o 64 --h 224 --w 224 --k 7"),
             "{a}"
         );
         assert!(a.ends_with("--stride 2 --pad 3 --groups 1"), "{a}");
+    }
+
+    #[test]
+    fn train_step_rates_are_images_per_second() {
+        let c = &cases("train_step")[0];
+        assert_eq!(c.work, TRAIN_STEP_CASES[0].batch as f64);
+        assert!(c.torch_args.join(" ").contains("--kind train_step"));
+        assert_eq!(Unit::of("train_step").rate(c.work, 0.5), 2.0 * c.work);
+        assert_eq!(Unit::of("gemm").rate(2e9, 0.5), 4.0);
+        assert!(cases("autograd").iter().all(|c| c.torch_args.is_empty()));
     }
 
     #[test]
