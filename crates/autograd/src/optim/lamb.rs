@@ -123,7 +123,7 @@ impl Lamb {
             .iter()
             .flat_map(|g| &g.params)
             .filter_map(|(_, v)| v.grad())
-            .map(|g| norm2(&g.contiguous().to_vec()))
+            .map(|g| norm2(g.contiguous().as_slice().expect("contiguous")))
             .collect();
         if norms.is_empty() {
             return None;
