@@ -8,7 +8,7 @@ use std::path::Path;
 use allmlp_tensor_core::Tensor;
 use indexmap::IndexMap;
 use rayon::prelude::*;
-use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use super::error::{Result, StateDictError};
@@ -151,18 +151,38 @@ impl StateDict {
             ));
             offset = end;
         }
-        let meta = (!self.metadata.is_empty()).then(|| {
-            self.metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        });
-        let metadata = Metadata::new(meta, infos).map_err(|e| e.to_string())?;
-        let mut header = serde_json::to_vec(&metadata).map_err(|e| e.to_string())?;
+        // Written by hand (not through safetensors' `Metadata`, whose metadata is a HashMap)
+        // so that the same state dict always gives the same bytes: metadata sorted by key,
+        // tensors in data order. serde_json does the escaping.
+        let mut header = Vec::from(&b"{"[..]);
+        if !self.metadata.is_empty() {
+            header.extend_from_slice(b"\"__metadata__\":");
+            header.extend(json(&self.metadata)?);
+            header.push(b',');
+        }
+        for (i, (k, info)) in infos.iter().enumerate() {
+            if k == "__metadata__" {
+                return Err(
+                    "a tensor may not be named `__metadata__` (the header's metadata key)".into(),
+                );
+            }
+            if i > 0 {
+                header.push(b',');
+            }
+            header.extend(json(k)?);
+            header.push(b':');
+            header.extend(json(info)?);
+        }
+        header.push(b'}');
         // safetensors pads the header with spaces so the data starts 8-byte aligned.
         header.resize(header.len().next_multiple_of(N_LEN), b' ');
         Ok((header, entries))
     }
+}
+
+/// serde_json's encoding of `v` (strings escaped, maps in their iteration order).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> std::result::Result<Vec<u8>, String> {
+    serde_json::to_vec(v).map_err(|e| e.to_string())
 }
 
 /// A tensor to write: its name, contiguous data, and the dtype it is written as.
