@@ -80,6 +80,21 @@ pub enum StateDictError {
         /// The second source key.
         second: String,
     },
+    /// The expected-parameter list given to matching names a parameter twice.
+    #[error("the model's expected parameter list names `{key}` more than once")]
+    DuplicateExpected {
+        /// The repeated name.
+        key: String,
+    },
+    /// The state dict cannot be written as safetensors (a tensor named `__metadata__`, or
+    /// sizes that overflow).
+    #[error("{}: cannot save: {problem}", .path.display())]
+    CannotSave {
+        /// The destination (`<bytes>` for [`StateDict::to_bytes`](super::StateDict::to_bytes)).
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A remap rule's regular expression does not compile.
     #[error("remap: invalid regular expression `{pattern}`: {source}")]
     InvalidPattern {

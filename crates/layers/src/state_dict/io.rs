@@ -115,7 +115,10 @@ impl StateDict {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let (header, entries) = self
             .header()
-            .map_err(|e| StateDictError::corrupt(Path::new(BYTES), e))?;
+            .map_err(|problem| StateDictError::CannotSave {
+                path: BYTES.into(),
+                problem,
+            })?;
         let mut out = Vec::new();
         write_body(&mut out, &header, &entries)
             .map_err(|e| StateDictError::io(Path::new(BYTES), "serialize", e))?;
@@ -295,9 +298,11 @@ fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
              (truncated, or not a safetensors file)"
         ));
     }
-    if bytes.get(N_LEN) != Some(&b'{') {
+    // JSON may start with whitespace (safetensors accepts it); anything else must be `{`.
+    let header = &bytes[N_LEN..N_LEN + n as usize];
+    if header.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(format!(
-            "the header (bytes 8..{}) does not start with `{{`: not a safetensors file",
+            "the header (bytes 8..{}) is not a JSON object: not a safetensors file",
             N_LEN as u64 + n
         ));
     }
@@ -394,6 +399,9 @@ fn parse(path: &Path, bytes: &[u8], remap: &Remap) -> Result<StateDict> {
         let raw = data.get(s..e).ok_or_else(|| {
             StateDictError::corrupt(path, format!("tensor `{key}` lies outside the file"))
         })?;
+        let Some((name, shape)) = remap.plan(&key, &info.shape)? else {
+            continue;
+        };
         if dtype::byte_size(info.dtype).is_none() {
             return Err(StateDictError::UnsupportedDtype {
                 path: path.to_path_buf(),
@@ -401,9 +409,6 @@ fn parse(path: &Path, bytes: &[u8], remap: &Remap) -> Result<StateDict> {
                 dtype: format!("{:?}", info.dtype),
             });
         }
-        let Some((name, shape)) = remap.plan(&key, &info.shape)? else {
-            continue;
-        };
         if let Some(first) = origin.get(&name) {
             return Err(StateDictError::DuplicateKey {
                 key: name,
@@ -468,6 +473,13 @@ mod tests {
         let mut b = 2u64.to_le_bytes().to_vec();
         b.extend_from_slice(b"PK");
         assert!(precheck(&b).unwrap_err().contains("not a safetensors file"));
+        // Leading whitespace is valid JSON and accepted, as safetensors accepts it.
+        let mut b = 4u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b" \n{}");
+        assert!(precheck(&b).is_ok());
+        assert!(StateDict::from_bytes(&b).unwrap().is_empty());
+        let b = 0u64.to_le_bytes();
+        assert!(precheck(&b).unwrap_err().contains("not a JSON object"));
     }
 
     /// A failing writer leaves the previous file untouched and no temporary file behind.

@@ -107,7 +107,7 @@ impl StateDict {
     /// [`StateDictError::Incompatible`] that lists **all** of them (missing keys, unexpected
     /// keys, shape mismatches with expected and found shapes). In [`Strictness::NonStrict`] mode
     /// the matching tensors are returned with a [`LoadReport`] of the rest. An expected list
-    /// that names a parameter twice is an error ([`StateDictError::DuplicateKey`]).
+    /// that names a parameter twice is an error ([`StateDictError::DuplicateExpected`]).
     pub fn match_expected<I, N, S>(self, expected: I, strictness: Strictness) -> Result<Loaded>
     where
         I: IntoIterator<Item = (N, S)>,
@@ -118,11 +118,7 @@ impl StateDict {
         for (name, shape) in expected {
             let name = name.into();
             if want.contains_key(&name) {
-                return Err(StateDictError::DuplicateKey {
-                    first: name.clone(),
-                    second: name.clone(),
-                    key: name,
-                });
+                return Err(StateDictError::DuplicateExpected { key: name });
             }
             want.insert(name, shape.as_ref().to_vec());
         }
