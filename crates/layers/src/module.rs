@@ -101,6 +101,17 @@ pub trait Module: Send + Sync {
     fn visit(&self, prefix: &str, v: &mut dyn Visitor);
 }
 
+/// A boxed module is a module (so `Vec<Box<dyn Module>>` works with [`visit_list`]).
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn forward(&self, x: &Var, ctx: &Ctx) -> Result<Var> {
+        (**self).forward(x, ctx)
+    }
+
+    fn visit(&self, prefix: &str, v: &mut dyn Visitor) {
+        (**self).visit(prefix, v)
+    }
+}
+
 /// Evaluation-mode forward on a plain tensor, with no tape.
 pub fn infer(m: &dyn Module, x: &Tensor) -> Result<Tensor> {
     no_grad(|| {
