@@ -51,7 +51,7 @@ pub fn load_state_dict(
     let loaded = sd.match_expected(
         expected
             .iter()
-            .map(|(k, t)| (k.clone(), t.shape().to_vec())),
+            .map(|(k, t)| (k.to_string(), t.shape().to_vec())),
         strictness,
     )?;
     let mut setter = Setter {
