@@ -12,6 +12,7 @@ pub mod pool;
 pub mod random;
 pub mod reduce;
 pub mod shape_ops;
+mod strided_copy;
 pub mod tensor;
 pub mod threads;
 

@@ -156,10 +156,20 @@ impl Tensor {
     /// A row-major tensor with the same values: O(1) if already contiguous.
     pub fn contiguous(&self) -> Tensor {
         if self.is_contiguous() {
-            self.clone()
-        } else {
-            Tensor::from_array(self.data.as_standard_layout().into_owned())
+            return self.clone();
         }
+        let strides = self.data.strides();
+        let (Some(mem), true) = (
+            self.data.as_slice_memory_order(),
+            strides.iter().all(|&s| s >= 0),
+        ) else {
+            return Tensor::from_array(self.data.as_standard_layout().into_owned());
+        };
+        // With non-negative strides the first element is the lowest address.
+        let strides: Vec<usize> = strides.iter().map(|&s| s as usize).collect();
+        let mut out = vec![0.0f32; self.numel()];
+        crate::strided_copy::copy_to_row_major(mem, self.shape(), &strides, &mut out);
+        Tensor::from_vec(out, self.shape()).expect("same element count")
     }
 
     /// The elements in row-major order.
