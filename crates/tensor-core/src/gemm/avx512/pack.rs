@@ -1,0 +1,170 @@
+//! Packing of A and B blocks into the panel layouts the microkernel streams.
+//!
+//! Packing reads its source through arbitrary strides, which is how transposed
+//! operands cost no copy; unit-stride rows or columns take fast paths. Partial
+//! panels are zero-padded to full width, so the kernel always runs full tiles
+//! (the padding only adds exact zeros to accumulators that are never stored).
+
+use std::arch::x86_64::*;
+
+/// A read-only strided operand: element `(i, j)` at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+pub(super) struct Src {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Src {
+    /// The operand shifted to start at element `(i, j)`.
+    ///
+    /// # Safety
+    /// `(i, j)` must be inside the matrix (or one past it, never dereferenced).
+    pub unsafe fn at(self, i: usize, j: usize) -> Src {
+        Src {
+            // SAFETY: in bounds of the matrix, as the caller promises.
+            ptr: unsafe { self.ptr.add(i * self.rs + j * self.cs) },
+            ..self
+        }
+    }
+}
+
+/// Packs the `mc × kc` block of A at `a` into `MR`-row panels:
+/// panel `r` (rows `r·MR ..`) at `dst + r·MR·kc`, element `(i, p)` at `p·MR + i`.
+///
+/// # Safety
+/// Elements `(i, p)`, `i < mc`, `p < kc` of `a` must be readable; `dst` must
+/// hold `ceil(mc / MR)·MR·kc` floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn pack_a<const MR: usize>(mc: usize, kc: usize, a: Src, dst: *mut f32) {
+    for r0 in (0..mc).step_by(MR) {
+        let rows = MR.min(mc - r0);
+        // SAFETY: row `r0 < mc` is inside A; the panel lies inside `dst`.
+        let (src, out) = unsafe { (a.at(r0, 0), dst.add(r0 * kc)) };
+        // SAFETY: `src` has `rows × kc` readable elements, `out` has room for
+        // `kc·MR` floats (the caller's contract restricted to this panel).
+        unsafe {
+            if rows == MR && a.cs == 1 {
+                pack_a_rows::<MR>(kc, src, out);
+            } else if a.rs == 1 {
+                pack_a_cols::<MR>(rows, kc, src, out);
+            } else {
+                pack_a_any::<MR>(rows, kc, src, out);
+            }
+        }
+    }
+}
+
+/// A full panel of a row-major A: `MR` rows of `kc` contiguous floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_a_rows<const MR: usize>(kc: usize, src: Src, out: *mut f32) {
+    for p in 0..kc {
+        for i in 0..MR {
+            // SAFETY: `i < MR = rows`, `p < kc`, `p·MR + i < kc·MR`.
+            unsafe { *out.add(p * MR + i) = *src.ptr.add(i * src.rs + p) };
+        }
+    }
+}
+
+/// A panel of a column-major A (unit row stride): `kc` columns of `rows` contiguous floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_a_cols<const MR: usize>(rows: usize, kc: usize, src: Src, out: *mut f32) {
+    if MR <= 16 {
+        let mask = if rows >= 16 {
+            0xffff
+        } else {
+            (1u16 << rows) - 1
+        };
+        let full = if MR >= 16 { 0xffff } else { (1u16 << MR) - 1 };
+        for p in 0..kc {
+            // SAFETY: lanes `< rows` read column `p` of the panel; lanes in
+            // `rows .. MR` are zero and are written inside `out`'s `kc·MR`.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.ptr.add(p * src.cs));
+                _mm512_mask_storeu_ps(out.add(p * MR), full, v);
+            }
+        }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { pack_a_any::<MR>(rows, kc, src, out) };
+    }
+}
+
+/// Any strides; rows `rows .. MR` are zero.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_a_any<const MR: usize>(rows: usize, kc: usize, src: Src, out: *mut f32) {
+    for p in 0..kc {
+        for i in 0..MR {
+            // SAFETY: `(i, p)` is read only for `i < rows`; the write is at
+            // `p·MR + i < kc·MR`.
+            unsafe {
+                *out.add(p * MR + i) = if i < rows {
+                    *src.ptr.add(i * src.rs + p * src.cs)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Packs the `kc × nc` block of B at `b` into `NR`-column panels (`NR = 16·NV`):
+/// panel `q` (columns `q·NR ..`) at `dst + q·NR·kc`, element `(p, j)` at `p·NR + j`.
+///
+/// # Safety
+/// Elements `(p, j)`, `p < kc`, `j < nc` of `b` must be readable; `dst` must
+/// be 64-byte aligned and hold `ceil(nc / NR)·NR·kc` floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn pack_b<const NV: usize>(kc: usize, nc: usize, b: Src, dst: *mut f32) {
+    let nr = 16 * NV;
+    for c0 in (0..nc).step_by(nr) {
+        let cols = nr.min(nc - c0);
+        // SAFETY: column `c0 < nc` is inside B; the panel lies inside `dst`.
+        let (src, out) = unsafe { (b.at(0, c0), dst.add(c0 * kc)) };
+        // SAFETY: `src` has `kc × cols` readable elements, `out` has room for
+        // `kc·NR` floats, 64-byte aligned since `c0·kc` is a multiple of 16.
+        unsafe {
+            if b.cs == 1 {
+                pack_b_rows::<NV>(cols, kc, src, out);
+            } else {
+                pack_b_any::<NV>(cols, kc, src, out);
+            }
+        }
+    }
+}
+
+/// A panel of a row-major B: `kc` rows of `cols` contiguous floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_b_rows<const NV: usize>(cols: usize, kc: usize, src: Src, out: *mut f32) {
+    for p in 0..kc {
+        for v in 0..NV {
+            let n = cols.saturating_sub(16 * v);
+            let mask = if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
+            // SAFETY: lanes `< cols - 16v` read row `p`, columns `< cols`;
+            // the aligned store is inside `out`'s `kc·NR` floats.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(mask, src.ptr.add(p * src.rs + 16 * v));
+                _mm512_store_ps(out.add(p * 16 * NV + 16 * v), x);
+            }
+        }
+    }
+}
+
+/// Any strides; columns `cols .. NR` are zero.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_b_any<const NV: usize>(cols: usize, kc: usize, src: Src, out: *mut f32) {
+    let nr = 16 * NV;
+    for p in 0..kc {
+        for j in 0..nr {
+            // SAFETY: `(p, j)` is read only for `j < cols`; the write is at
+            // `p·NR + j < kc·NR`.
+            unsafe {
+                *out.add(p * nr + j) = if j < cols {
+                    *src.ptr.add(p * src.rs + j * src.cs)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
