@@ -33,16 +33,21 @@ fn lanes(n: usize) -> __mmask16 {
 
 /// Computes one tile.
 ///
+/// A is read at `a[i·ars + p]` when `DIRECT` (an unpacked row-major A, `i <
+/// MR`) and at `a[p·MR + i]` otherwise (a packed panel; `ars` unused).
+///
 /// # Safety
-/// `a` must point to `kc·MR` readable floats (packed A panel, `a[p·MR + i]`)
-/// and `b` to `kc·NR` readable floats, 64-byte aligned (packed B panel,
-/// `b[p·NR + j]`). For `i < t.rows`, `j < t.cols`, `t.c + i·t.rs + j·t.cs`
-/// must be valid for reads and writes and not aliased by anything else during
-/// the call. The CPU must support AVX-512F.
+/// Those `MR × kc` elements of A must be readable; `b` must point to `kc·NR`
+/// readable floats, 64-byte aligned (packed B panel, `b[p·NR + j]`). For
+/// `i < t.rows`, `j < t.cols`, `t.c + i·t.rs + j·t.cs` must be valid for
+/// reads and writes and not aliased by anything else during the call. The
+/// CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
+#[inline(never)]
+pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
     kc: usize,
     a: *const f32,
+    ars: usize,
     b: *const f32,
     t: Tile,
 ) {
@@ -64,9 +69,9 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
             *x = unsafe { _mm512_load_ps(b.add(16 * v)) };
         }
         for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: `a` walks the packed panel: `kc` columns of `MR`
-            // floats, this is column `p` (< kc), entry `i` (< MR).
-            let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+            // SAFETY: `a` points at column `p` (< kc) of the panel; entry
+            // `i < MR` of that column is readable by the caller's contract.
+            let ai = _mm512_set1_ps(unsafe { *a.add(if DIRECT { i * ars } else { i }) });
             for (x, bx) in row.iter_mut().zip(bv) {
                 *x = _mm512_fmadd_ps(ai, bx, *x);
             }
@@ -74,12 +79,12 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
         // SAFETY: one step past the last column/row at most (p = kc), a
         // one-past-the-end pointer of the panel, never dereferenced.
         unsafe {
-            a = a.add(MR);
+            a = a.add(if DIRECT { 1 } else { MR });
             b = b.add(16 * NV);
         }
     }
     // SAFETY: the caller guarantees the tile's valid elements are accessible.
-    unsafe { store::<MR, NV>(&acc, t) }
+    unsafe { store::<MR, NV>(acc, t) }
 }
 
 /// Writes `α·acc + β·C` (β = 0: `α·acc`, C not read) into the valid part of the tile.
@@ -91,7 +96,7 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize>(
 /// As for [`tile`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-unsafe fn store<const MR: usize, const NV: usize>(acc: &[[__m512; NV]; MR], t: Tile) {
+unsafe fn store<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], t: Tile) {
     let alpha = _mm512_set1_ps(t.alpha);
     let beta = _mm512_set1_ps(t.beta);
     if t.cs == 1 {
@@ -118,7 +123,7 @@ unsafe fn store<const MR: usize, const NV: usize>(acc: &[[__m512; NV]; MR], t: T
         }
     } else {
         let mut tmp = [[[0f32; 16]; NV]; MR];
-        for (dst, src) in tmp.iter_mut().zip(acc) {
+        for (dst, src) in tmp.iter_mut().zip(&acc) {
             for (d, &s) in dst.iter_mut().zip(src) {
                 // SAFETY: `d` is 16 writable floats.
                 unsafe { _mm512_storeu_ps(d.as_mut_ptr(), _mm512_mul_ps(alpha, s)) };

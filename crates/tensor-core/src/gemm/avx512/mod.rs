@@ -36,6 +36,8 @@ const NR: usize = 16 * NV;
 /// Blocking parameters (chosen by measurement, see the crate's benchmarks).
 #[derive(Clone, Copy, Debug)]
 struct Blocking {
+    /// Largest n for which a row-major A is read in place, unpacked.
+    direct_n: usize,
     mc: usize,
     kc: usize,
     nc: usize,
@@ -45,14 +47,16 @@ fn blocking() -> Blocking {
     static B: OnceLock<Blocking> = OnceLock::new();
     *B.get_or_init(|| {
         let mut b = Blocking {
+            direct_n: 64,
             mc: 192,
             kc: 256,
             nc: 2048,
         };
         if let Ok(s) = std::env::var("ALLMLP_GEMM_TUNE") {
             let v: Vec<usize> = s.split(',').filter_map(|x| x.parse().ok()).collect();
-            if v.len() == 3 {
+            if v.len() == 4 {
                 b = Blocking {
+                    direct_n: v[3],
                     mc: v[0].div_ceil(MR) * MR,
                     kc: v[1],
                     nc: v[2].div_ceil(NR) * NR,
@@ -290,8 +294,16 @@ unsafe fn blocked(
             unsafe { pack::pack_b::<NV>(kc, nc, b.at(pc, jc), bbuf) };
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
-                // SAFETY: as for B, with `abuf` of `mc_max·kc_max` floats.
-                unsafe { pack::pack_a::<MR>(mc, kc, a.at(ic, pc), abuf) };
+                // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
+                let a_blk = unsafe { a.at(ic, pc) };
+                // Row-major A feeds the kernel unpacked when B is narrow (A's
+                // packing would not be amortised over many column panels);
+                // a partial last panel is still packed (zero padding).
+                let direct = a.cs == 1 && n <= bl.direct_n;
+                let packed_from = if direct { mc / MR * MR } else { 0 };
+                // SAFETY: rows `packed_from .. mc` of the block, packed to
+                // the start of `abuf` (`mc_max·kc_max` floats).
+                unsafe { pack::pack_a::<MR>(mc - packed_from, kc, a_blk.at(packed_from, 0), abuf) };
                 for jr in (0..nc).step_by(NR) {
                     for ir in (0..mc).step_by(MR) {
                         let t = Tile {
@@ -304,15 +316,47 @@ unsafe fn blocked(
                             alpha: job.alpha,
                             beta,
                         };
-                        // SAFETY: panel `ir / MR` of packed A and `jr / NR` of
-                        // packed B, `kc` deep; the tile's valid part is inside
-                        // the caller's C block.
+                        // SAFETY: rows `ir .. ir + MR` of the A block (read in
+                        // place, all inside A) or their packed panel; panel
+                        // `jr / NR` of packed B, `kc` deep; the tile's valid
+                        // part is inside the caller's C block.
                         unsafe {
-                            kernel::tile::<MR, NV>(kc, abuf.add(ir * kc), bbuf.add(jr * kc), t)
-                        };
+                            let bp = bbuf.add(jr * kc);
+                            if ir < packed_from {
+                                let ap = a_blk.at(ir, 0).ptr;
+                                run_tile::<true>(kc, ap, a.rs, bp, t);
+                            } else {
+                                let ap = abuf.add((ir - packed_from) * kc);
+                                run_tile::<false>(kc, ap, 0, bp, t);
+                            }
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// Runs the kernel for one tile, narrowed to one vector for edge tiles of at
+/// most 16 columns (whose B panel `pack_b` packs 16 wide).
+///
+/// # Safety
+/// As for [`kernel::tile`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn run_tile<const DIRECT: bool>(
+    kc: usize,
+    a: *const f32,
+    ars: usize,
+    b: *const f32,
+    t: Tile,
+) {
+    // SAFETY: forwarded contract; a ≤ 16-column panel is packed 16 wide.
+    unsafe {
+        if t.cols <= 16 {
+            kernel::tile::<MR, 1, DIRECT>(kc, a, ars, b, t)
+        } else {
+            kernel::tile::<MR, NV, DIRECT>(kc, a, ars, b, t)
         }
     }
 }

@@ -55,15 +55,66 @@ pub(super) unsafe fn pack_a<const MR: usize>(mc: usize, kc: usize, a: Src, dst: 
     }
 }
 
-/// A full panel of a row-major A: `MR` rows of `kc` contiguous floats.
+/// A full panel of a row-major A: `MR ≤ 16` rows of `kc` contiguous floats,
+/// transposed 16 columns at a time in registers.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn pack_a_rows<const MR: usize>(kc: usize, src: Src, out: *mut f32) {
-    for p in 0..kc {
-        for i in 0..MR {
-            // SAFETY: `i < MR = rows`, `p < kc`, `p·MR + i < kc·MR`.
-            unsafe { *out.add(p * MR + i) = *src.ptr.add(i * src.rs + p) };
+    if MR > 16 {
+        // SAFETY: forwarded contract.
+        return unsafe { pack_a_any::<MR>(MR, kc, src, out) };
+    }
+    let store = if MR >= 16 { 0xffff } else { (1u16 << MR) - 1 };
+    for p0 in (0..kc).step_by(16) {
+        let cnt = 16.min(kc - p0);
+        let load = if cnt >= 16 { 0xffff } else { (1u16 << cnt) - 1 };
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, x) in r.iter_mut().enumerate().take(MR) {
+            // SAFETY: row `i < MR`, columns `p0 .. p0 + cnt ≤ kc` (masked).
+            *x = unsafe { _mm512_maskz_loadu_ps(load, src.ptr.add(i * src.rs + p0)) };
+        }
+        let cols = transpose16(r);
+        for (e, x) in cols.iter().enumerate().take(cnt) {
+            // SAFETY: column `p0 + e < kc`: lanes `< MR` go to
+            // `(p0 + e)·MR .. + MR ≤ kc·MR`.
+            unsafe { _mm512_mask_storeu_ps(out.add((p0 + e) * MR), store, *x) };
         }
     }
+}
+
+/// Transposes a 16×16 block held as 16 row vectors into 16 column vectors.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    // Stage 1: interleave pairs of rows: t[2q] = (r[2q][e], r[2q+1][e]) for even
+    // e of each 128-bit lane ... (unpack works within 128-bit lanes).
+    let mut t = [_mm512_setzero_ps(); 16];
+    for q in 0..8 {
+        t[2 * q] = _mm512_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+        t[2 * q + 1] = _mm512_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+    }
+    // Stage 2: u[4g + d] holds rows 4g..4g+4 at element 4L + d of lane L.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+    }
+    // Stages 3 and 4: gather the four row groups' 128-bit lanes per element.
+    let mut out = [_mm512_setzero_ps(); 16];
+    for d in 0..4 {
+        let (g0, g1, g2, g3) = (u[d], u[4 + d], u[8 + d], u[12 + d]);
+        let v0 = _mm512_shuffle_f32x4::<0x88>(g0, g1); // lanes 0, 2 of g0, g1
+        let v1 = _mm512_shuffle_f32x4::<0x88>(g2, g3);
+        let v2 = _mm512_shuffle_f32x4::<0xDD>(g0, g1); // lanes 1, 3
+        let v3 = _mm512_shuffle_f32x4::<0xDD>(g2, g3);
+        out[d] = _mm512_shuffle_f32x4::<0x88>(v0, v1); // element d
+        out[8 + d] = _mm512_shuffle_f32x4::<0xDD>(v0, v1); // element 8 + d
+        out[4 + d] = _mm512_shuffle_f32x4::<0x88>(v2, v3); // element 4 + d
+        out[12 + d] = _mm512_shuffle_f32x4::<0xDD>(v2, v3); // element 12 + d
+    }
+    out
 }
 
 /// A panel of a column-major A (unit row stride): `kc` columns of `rows` contiguous floats.
@@ -109,7 +160,8 @@ unsafe fn pack_a_any<const MR: usize>(rows: usize, kc: usize, src: Src, out: *mu
 }
 
 /// Packs the `kc × nc` block of B at `b` into `NR`-column panels (`NR = 16·NV`):
-/// panel `q` (columns `q·NR ..`) at `dst + q·NR·kc`, element `(p, j)` at `p·NR + j`.
+/// panel `q` (columns `q·NR ..`) at `dst + q·NR·kc`, element `(p, j)` at
+/// `p·NR + j`, except that a last panel of at most 16 columns has `p·16 + j`.
 ///
 /// # Safety
 /// Elements `(p, j)`, `p < kc`, `j < nc` of `b` must be readable; `dst` must
@@ -123,11 +175,14 @@ pub(super) unsafe fn pack_b<const NV: usize>(kc: usize, nc: usize, b: Src, dst: 
         let (src, out) = unsafe { (b.at(0, c0), dst.add(c0 * kc)) };
         // SAFETY: `src` has `kc × cols` readable elements, `out` has room for
         // `kc·NR` floats, 64-byte aligned since `c0·kc` is a multiple of 16.
+        // A panel of at most 16 columns is packed 16 wide (the kernel's
+        // narrow edge variant).
         unsafe {
-            if b.cs == 1 {
-                pack_b_rows::<NV>(cols, kc, src, out);
-            } else {
-                pack_b_any::<NV>(cols, kc, src, out);
+            match (b.cs == 1, cols <= 16) {
+                (true, true) => pack_b_rows::<1>(cols, kc, src, out),
+                (true, false) => pack_b_rows::<NV>(cols, kc, src, out),
+                (false, true) => pack_b_any::<1>(cols, kc, src, out),
+                (false, false) => pack_b_any::<NV>(cols, kc, src, out),
             }
         }
     }
