@@ -181,8 +181,9 @@ fn random_small_shapes_all_layouts() {
     }
 }
 
-/// Shapes crossing the MC (192), KC (256, balanced) and NC (2048) block
-/// boundaries and the tile edges (MR = 12, NR = 32).
+/// Shapes crossing the AVX-512 path's MC (98), KC (512, balanced) and NC
+/// (2048) block boundaries, its tile edges (MR = 14, NR = 32, 16-wide edge
+/// panels) and both A paths (packed; read in place when n ≤ 128).
 #[test]
 fn block_boundaries() {
     let mut rng = Rng::new(2);

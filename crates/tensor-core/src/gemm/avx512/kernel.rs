@@ -83,20 +83,44 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
             b = b.add(16 * NV);
         }
     }
-    // SAFETY: the caller guarantees the tile's valid elements are accessible.
-    unsafe { store::<MR, NV>(acc, t) }
+    if t.cs == 1 && t.rows == MR && t.cols == 16 * NV {
+        // Full tile, unit column stride: straight-line code on the
+        // accumulators in registers.
+        let alpha = _mm512_set1_ps(t.alpha);
+        let beta = _mm512_set1_ps(t.beta);
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                let x = _mm512_mul_ps(alpha, x);
+                // SAFETY: row `i < MR = rows`, columns `16v .. 16v + 16 ≤ NR = cols`.
+                unsafe {
+                    let p = t.c.add(i * t.rs + 16 * v);
+                    let y = if t.beta == 0.0 {
+                        x
+                    } else {
+                        _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), x)
+                    };
+                    _mm512_storeu_ps(p, y);
+                }
+            }
+        }
+    } else {
+        // SAFETY: the caller guarantees the tile's valid elements are accessible.
+        unsafe { store_edge::<MR, NV>(acc, t) }
+    }
 }
 
-/// Writes `α·acc + β·C` (β = 0: `α·acc`, C not read) into the valid part of the tile.
+/// Writes `α·acc + β·C` (β = 0: `α·acc`, C not read) into the valid part of
+/// an edge tile or a tile of a C without unit column stride.
 ///
-/// Both paths compute every element as `fma(β, c, α·acc)` (or `α·acc`), so the
-/// result does not depend on C's strides.
+/// Like the full-tile path of [`tile`], every element is `fma(β, c, α·acc)`
+/// (or `α·acc`), so the result does not depend on C's strides or the tile's
+/// position.
 ///
 /// # Safety
 /// As for [`tile`].
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-unsafe fn store<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], t: Tile) {
+#[inline(never)]
+unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], t: Tile) {
     let alpha = _mm512_set1_ps(t.alpha);
     let beta = _mm512_set1_ps(t.beta);
     if t.cs == 1 {

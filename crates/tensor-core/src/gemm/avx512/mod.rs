@@ -28,7 +28,7 @@ use kernel::Tile;
 use pack::Src;
 
 /// Rows of the microkernel tile.
-const MR: usize = 12;
+const MR: usize = 14;
 /// Zmm vectors per tile row; the tile has `NR = 16·NV` columns.
 const NV: usize = 2;
 const NR: usize = 16 * NV;
@@ -47,9 +47,9 @@ fn blocking() -> Blocking {
     static B: OnceLock<Blocking> = OnceLock::new();
     *B.get_or_init(|| {
         let mut b = Blocking {
-            direct_n: 64,
-            mc: 192,
-            kc: 256,
+            direct_n: 128,
+            mc: 7 * MR,
+            kc: 512,
             nc: 2048,
         };
         if let Ok(s) = std::env::var("ALLMLP_GEMM_TUNE") {
@@ -280,10 +280,12 @@ unsafe fn blocked(
 ) {
     let bl = blocking();
     let kc_max = k.div_ceil(k.div_ceil(bl.kc));
-    let mc_max = bl.mc.min(m.div_ceil(MR) * MR);
-    let nc_max = bl.nc.min(n.div_ceil(NR) * NR);
-    let abuf = grow(&mut bufs.a, mc_max * kc_max);
-    let bbuf = grow(&mut bufs.b, nc_max * kc_max);
+    // Whole panels only: packing writes full `MR`/`NR`-wide panels.
+    let mc_max = bl.mc.div_ceil(MR).min(m.div_ceil(MR)) * MR;
+    let nc_max = bl.nc.div_ceil(NR).min(n.div_ceil(NR)) * NR;
+    let (acap, bcap) = (mc_max * kc_max, nc_max * kc_max);
+    let abuf = grow(&mut bufs.a, acap);
+    let bbuf = grow(&mut bufs.b, bcap);
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
         for pc in (0..k).step_by(kc_max) {
@@ -291,7 +293,7 @@ unsafe fn blocked(
             let beta = if pc == 0 { job.beta } else { 1.0 };
             // SAFETY: `(pc, jc)` is inside B and the `kc × nc` block too;
             // `bbuf` is aligned and holds `nc_max·kc_max ≥ ceil(nc/NR)·NR·kc`.
-            unsafe { pack::pack_b::<NV>(kc, nc, b.at(pc, jc), bbuf) };
+            unsafe { pack::pack_b::<NV>(kc, nc, b.at(pc, jc), bbuf, bcap) };
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
                 // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
@@ -303,7 +305,10 @@ unsafe fn blocked(
                 let packed_from = if direct { mc / MR * MR } else { 0 };
                 // SAFETY: rows `packed_from .. mc` of the block, packed to
                 // the start of `abuf` (`mc_max·kc_max` floats).
-                unsafe { pack::pack_a::<MR>(mc - packed_from, kc, a_blk.at(packed_from, 0), abuf) };
+                unsafe {
+                    let rows = a_blk.at(packed_from, 0);
+                    pack::pack_a::<MR>(mc - packed_from, kc, rows, abuf, acap)
+                };
                 for jr in (0..nc).step_by(NR) {
                     for ir in (0..mc).step_by(MR) {
                         let t = Tile {

@@ -34,9 +34,19 @@ impl Src {
 ///
 /// # Safety
 /// Elements `(i, p)`, `i < mc`, `p < kc` of `a` must be readable; `dst` must
-/// hold `ceil(mc / MR)·MR·kc` floats.
+/// be writable for `cap` floats (checked to cover `ceil(mc / MR)·MR·kc`).
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn pack_a<const MR: usize>(mc: usize, kc: usize, a: Src, dst: *mut f32) {
+pub(super) unsafe fn pack_a<const MR: usize>(
+    mc: usize,
+    kc: usize,
+    a: Src,
+    dst: *mut f32,
+    cap: usize,
+) {
+    assert!(
+        mc.div_ceil(MR) * MR * kc <= cap,
+        "gemm: packed A exceeds its buffer"
+    );
     for r0 in (0..mc).step_by(MR) {
         let rows = MR.min(mc - r0);
         // SAFETY: row `r0 < mc` is inside A; the panel lies inside `dst`.
@@ -165,10 +175,21 @@ unsafe fn pack_a_any<const MR: usize>(rows: usize, kc: usize, src: Src, out: *mu
 ///
 /// # Safety
 /// Elements `(p, j)`, `p < kc`, `j < nc` of `b` must be readable; `dst` must
-/// be 64-byte aligned and hold `ceil(nc / NR)·NR·kc` floats.
+/// be 64-byte aligned and writable for `cap` floats (checked to cover
+/// `ceil(nc / NR)·NR·kc`).
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) unsafe fn pack_b<const NV: usize>(kc: usize, nc: usize, b: Src, dst: *mut f32) {
+pub(super) unsafe fn pack_b<const NV: usize>(
+    kc: usize,
+    nc: usize,
+    b: Src,
+    dst: *mut f32,
+    cap: usize,
+) {
     let nr = 16 * NV;
+    assert!(
+        nc.div_ceil(nr) * nr * kc <= cap,
+        "gemm: packed B exceeds its buffer"
+    );
     for c0 in (0..nc).step_by(nr) {
         let cols = nr.min(nc - c0);
         // SAFETY: column `c0 < nc` is inside B; the panel lies inside `dst`.
