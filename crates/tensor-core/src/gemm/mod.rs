@@ -108,7 +108,12 @@ pub fn gemm_with(
     if c.rows == 0 || c.cols == 0 {
         return Ok(());
     }
-    threads::install(|| kernel.parallel(alpha, a, b, beta, c));
+    if work(1, c.rows, a.cols, c.cols) < PARALLEL_MIN_WORK {
+        // Not worth a trip to the pool: the same kernel, same bits, here.
+        kernel.serial(alpha, a, b, beta, c);
+    } else {
+        threads::install(|| kernel.parallel(alpha, a, b, beta, c));
+    }
     Ok(())
 }
 
@@ -172,12 +177,21 @@ pub fn gemm_batched_with(
         return Ok(());
     }
     if batch == 1 {
-        threads::install(|| kernel.parallel(alpha, a, b, beta, c));
-        return Ok(());
+        return gemm_with(backend, alpha, a, b, beta, c);
     }
     let (k, ars, acs, brs, bcs, crs, ccs) = (a.cols, a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
     let (adata, bdata) = (a.data, b.data);
     let extent = c.extent();
+    if work(batch, m, k, n) < PARALLEL_MIN_WORK {
+        for (i, chunk) in c.data.chunks_mut(c_stride).take(batch).enumerate() {
+            let len = extent.min(chunk.len());
+            let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
+            let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+            let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
+            kernel.serial(alpha, ai, bi, beta, ci);
+        }
+        return Ok(());
+    }
     threads::install(|| {
         if batch < 2 * rayon::current_num_threads() {
             // Too few products to share out: parallelise inside each one.
@@ -203,6 +217,14 @@ pub fn gemm_batched_with(
             });
     });
     Ok(())
+}
+
+/// Products with fewer multiply-adds than this run on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Multiply-adds of `batch` products `m × k` by `k × n` (saturating).
+fn work(batch: usize, m: usize, k: usize, n: usize) -> usize {
+    batch.saturating_mul(m).saturating_mul(k).saturating_mul(n)
 }
 
 /// `data[offset..]`, empty past the end (an empty matrix may sit anywhere).

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::{MatMut, MatRef};
+use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
 use kernel::Tile;
 use pack::Src;
 
@@ -67,9 +67,6 @@ fn blocking() -> Blocking {
     })
 }
 
-/// Products with fewer multiply-adds than this run on one thread.
-const PARALLEL_MIN_WORK: usize = 1 << 18;
-
 /// Proof that the CPU supports AVX-512F: the only way to reach the kernels.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512(());
@@ -93,7 +90,7 @@ impl Avx512 {
     ) {
         let (m, k, n) = (a.rows, a.cols, b.cols);
         let threads = rayon::current_num_threads();
-        if threads == 1 || m * n * k < PARALLEL_MIN_WORK || k == 0 {
+        if threads == 1 || work(1, m, k, n) < PARALLEL_MIN_WORK || k == 0 {
             self.gemm_serial(alpha, a, b, beta, c);
             return;
         }

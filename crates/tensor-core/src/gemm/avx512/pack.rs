@@ -199,11 +199,13 @@ pub(super) unsafe fn pack_b<const NV: usize>(
         // A panel of at most 16 columns is packed 16 wide (the kernel's
         // narrow edge variant).
         unsafe {
-            match (b.cs == 1, cols <= 16) {
-                (true, true) => pack_b_rows::<1>(cols, kc, src, out),
-                (true, false) => pack_b_rows::<NV>(cols, kc, src, out),
-                (false, true) => pack_b_any::<1>(cols, kc, src, out),
-                (false, false) => pack_b_any::<NV>(cols, kc, src, out),
+            match (b.cs == 1, b.rs == 1, cols <= 16) {
+                (true, _, true) => pack_b_rows::<1>(cols, kc, src, out),
+                (true, _, false) => pack_b_rows::<NV>(cols, kc, src, out),
+                (false, true, true) => pack_b_cols::<1>(cols, kc, src, out),
+                (false, true, false) => pack_b_cols::<NV>(cols, kc, src, out),
+                (false, false, true) => pack_b_any::<1>(cols, kc, src, out),
+                (false, false, false) => pack_b_any::<NV>(cols, kc, src, out),
             }
         }
     }
@@ -221,6 +223,32 @@ unsafe fn pack_b_rows<const NV: usize>(cols: usize, kc: usize, src: Src, out: *m
             unsafe {
                 let x = _mm512_maskz_loadu_ps(mask, src.ptr.add(p * src.rs + 16 * v));
                 _mm512_store_ps(out.add(p * 16 * NV + 16 * v), x);
+            }
+        }
+    }
+}
+
+/// A panel of a column-major B (unit row stride, i.e. a transposed row-major
+/// matrix): `cols` columns of `kc` contiguous floats, transposed 16×16 at a
+/// time in registers; columns `cols .. NR` are zero.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_b_cols<const NV: usize>(cols: usize, kc: usize, src: Src, out: *mut f32) {
+    for v in 0..NV {
+        let group = cols.saturating_sub(16 * v).min(16);
+        for p0 in (0..kc).step_by(16) {
+            let cnt = 16.min(kc - p0);
+            let load = if cnt >= 16 { 0xffff } else { (1u16 << cnt) - 1 };
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (j, x) in r.iter_mut().enumerate().take(group) {
+                // SAFETY: column `16v + j < cols`, rows `p0 .. p0 + cnt ≤ kc` (masked).
+                *x =
+                    unsafe { _mm512_maskz_loadu_ps(load, src.ptr.add((16 * v + j) * src.cs + p0)) };
+            }
+            let rows = transpose16(r);
+            for (e, x) in rows.iter().enumerate().take(cnt) {
+                // SAFETY: row `p0 + e < kc`, vector `v < NV`: inside the
+                // panel's `kc·NR` floats, 64-byte aligned.
+                unsafe { _mm512_store_ps(out.add((p0 + e) * 16 * NV + 16 * v), *x) };
             }
         }
     }
