@@ -183,7 +183,8 @@ fn random_small_shapes_all_layouts() {
 
 /// Shapes crossing the AVX-512 path's MC (98), KC (512, balanced) and NC
 /// (2048) block boundaries, its tile edges (MR = 14, NR = 32, 16-wide edge
-/// panels) and both A paths (packed; read in place when n ≤ 128).
+/// panels) and both A paths (row-major A is read in place when n ≤ 256 and
+/// its row stride is not a multiple of 1024; packed otherwise).
 #[test]
 fn block_boundaries() {
     let mut rng = Rng::new(2);
@@ -193,6 +194,8 @@ fn block_boundaries() {
         (200, 700, 65, true, false, CLayout::ColMajor, 1.0, 1.0),
         (13, 300, 2100, true, true, CLayout::RowMajor, -1.0, 0.0),
         (97, 1030, 161, false, false, CLayout::RowMajor, 1.0, 2.0),
+        (200, 70, 300, false, false, CLayout::RowMajor, 1.0, 0.0),
+        (45, 1024, 40, false, true, CLayout::Padded, 0.5, 1.0),
     ];
     for (m, k, n, ta, tb, cl, alpha, beta) in cases {
         check_case(&mut rng, m, k, n, ta, tb, cl, alpha, beta);

@@ -33,39 +33,18 @@ const MR: usize = 14;
 const NV: usize = 2;
 const NR: usize = 16 * NV;
 
-/// Blocking parameters (chosen by measurement, see the crate's benchmarks).
-#[derive(Clone, Copy, Debug)]
-struct Blocking {
-    /// Largest n for which a row-major A is read in place, unpacked.
-    direct_n: usize,
-    mc: usize,
-    kc: usize,
-    nc: usize,
-}
-
-fn blocking() -> Blocking {
-    static B: OnceLock<Blocking> = OnceLock::new();
-    *B.get_or_init(|| {
-        let mut b = Blocking {
-            direct_n: 128,
-            mc: 7 * MR,
-            kc: 512,
-            nc: 2048,
-        };
-        if let Ok(s) = std::env::var("ALLMLP_GEMM_TUNE") {
-            let v: Vec<usize> = s.split(',').filter_map(|x| x.parse().ok()).collect();
-            if v.len() == 4 {
-                b = Blocking {
-                    direct_n: v[3],
-                    mc: v[0].div_ceil(MR) * MR,
-                    kc: v[1],
-                    nc: v[2].div_ceil(NR) * NR,
-                };
-            }
-        }
-        b
-    })
-}
+/// Rows of C per A block (`MC × KC` packed floats, 224 KiB, live in L2).
+const MC: usize = 7 * MR;
+/// Largest k block; k is cut into `ceil(k / KC)` near-equal blocks.
+const KC: usize = 512;
+/// Columns of C per B block (`KC × NC` packed floats, 4 MiB, in L3).
+const NC: usize = 2048;
+/// Largest n for which a row-major A is read in place by the kernel instead
+/// of packed (packing would be amortised over few column panels) ...
+const DIRECT_MAX_N: usize = 256;
+/// ... unless its row stride is a multiple of 4 KiB, where the `MR` rows
+/// would all fall into one L1 set.
+const DIRECT_BAD_STRIDE: usize = 1024;
 
 /// Proof that the CPU supports AVX-512F: the only way to reach the kernels.
 #[derive(Clone, Copy, Debug)]
@@ -275,11 +254,13 @@ unsafe fn blocked(
     b: Src,
     c: *mut f32,
 ) {
-    let bl = blocking();
-    let kc_max = k.div_ceil(k.div_ceil(bl.kc));
+    let kc_max = k.div_ceil(k.div_ceil(KC));
     // Whole panels only: packing writes full `MR`/`NR`-wide panels.
-    let mc_max = bl.mc.div_ceil(MR).min(m.div_ceil(MR)) * MR;
-    let nc_max = bl.nc.div_ceil(NR).min(n.div_ceil(NR)) * NR;
+    let mc_max = MC.div_ceil(MR).min(m.div_ceil(MR)) * MR;
+    let nc_max = NC.div_ceil(NR).min(n.div_ceil(NR)) * NR;
+    // Row-major A feeds the kernel unpacked when B is narrow; a partial last
+    // panel is still packed (zero padding).
+    let direct = a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE);
     let (acap, bcap) = (mc_max * kc_max, nc_max * kc_max);
     let abuf = grow(&mut bufs.a, acap);
     let bbuf = grow(&mut bufs.b, bcap);
@@ -295,10 +276,6 @@ unsafe fn blocked(
                 let mc = mc_max.min(m - ic);
                 // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
                 let a_blk = unsafe { a.at(ic, pc) };
-                // Row-major A feeds the kernel unpacked when B is narrow (A's
-                // packing would not be amortised over many column panels);
-                // a partial last panel is still packed (zero padding).
-                let direct = a.cs == 1 && n <= bl.direct_n;
                 let packed_from = if direct { mc / MR * MR } else { 0 };
                 // SAFETY: rows `packed_from .. mc` of the block, packed to
                 // the start of `abuf` (`mc_max·kc_max` floats).
