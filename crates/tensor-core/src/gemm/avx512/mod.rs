@@ -5,15 +5,18 @@
 //! 1. `jc`: columns of C in blocks of `NC`;
 //! 2. `pc`: the k dimension in blocks of at most `KC` (balanced: `k` is cut
 //!    into `ceil(k / KC)` near-equal blocks); B's `kc × nc` block is packed
-//!    into `NR`-column panels;
-//! 3. `ic`: rows in blocks of `MC`; A's `mc × kc` block is packed into
-//!    `MR`-row panels (kept in L2);
+//!    into `NR`-column panels, once, shared by all threads (who pack its
+//!    panels in parallel);
+//! 3. `ic`: rows in blocks of `MC`, the unit of parallel work (with the
+//!    column panels also cut when there are too few row blocks); each task
+//!    packs its `mc × kc` block of A into `MR`-row panels in a per-thread
+//!    buffer (kept in L2), or reads a row-major A in place when B is narrow;
 //! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
 //!
 //! The first k block applies the caller's β, later ones accumulate (β = 1).
 //! Every element's value depends only on `k` (its block cuts) and the kernel,
-//! never on which rows/columns a thread owns, so any split over threads gives
-//! bit-identical results.
+//! never on which task computes it or whether its A panel was packed, so any
+//! thread count gives bit-identical results.
 
 mod kernel;
 mod pack;
@@ -58,7 +61,7 @@ impl Avx512 {
             .then_some(Avx512(()))
     }
 
-    /// One product, split over the current rayon pool by tiles of C.
+    /// One product, split over the current rayon pool.
     pub(crate) fn gemm_parallel(
         self,
         alpha: f32,
@@ -67,20 +70,15 @@ impl Avx512 {
         beta: f32,
         c: MatMut<'_>,
     ) {
-        let (m, k, n) = (a.rows, a.cols, b.cols);
         let threads = rayon::current_num_threads();
-        if threads == 1 || work(1, m, k, n) < PARALLEL_MIN_WORK || k == 0 {
+        if threads == 1 || work(1, a.rows, a.cols, b.cols) < PARALLEL_MIN_WORK {
             self.gemm_serial(alpha, a, b, beta, c);
             return;
         }
-        let parts = split(m, n, threads);
         let job = Job::new(alpha, &a, &b, beta, c);
-        parts.into_par_iter().with_max_len(1).for_each(|(r, q)| {
-            // SAFETY: `split` returns disjoint row × column ranges inside
-            // `m × n`, so tasks write disjoint elements of C (a validated
-            // `MatMut` has pairwise distinct elements) and only read A and B.
-            unsafe { job.run(self, r, q) };
-        });
+        // SAFETY: `self` proves AVX-512F; the job was built from validated
+        // matrices with C exclusively borrowed for the call.
+        with_shared_b(|bufs| unsafe { job.run_parallel(bufs, threads) });
     }
 
     /// One product on the current thread.
@@ -92,36 +90,17 @@ impl Avx512 {
         beta: f32,
         c: MatMut<'_>,
     ) {
-        let (m, n) = (c.rows, c.cols);
         let job = Job::new(alpha, &a, &b, beta, c);
-        // SAFETY: the whole of C, which this call borrows exclusively.
-        unsafe { job.run(self, (0, m), (0, n)) };
+        // SAFETY: as in `gemm_parallel`.
+        with_buffers(|bufs| unsafe { job.run_serial(bufs) });
     }
 }
 
-/// Cuts `m × n` into at most `threads` row (else column) ranges aligned to
-/// the tile size.
-fn split(m: usize, n: usize, threads: usize) -> Vec<((usize, usize), (usize, usize))> {
-    let (pm, pn) = (m.div_ceil(MR), n.div_ceil(NR));
-    let ranges = |panels: usize, size: usize, len: usize| {
-        let parts = threads.min(panels);
-        (0..parts)
-            .map(|t| {
-                let lo = (panels * t / parts * size).min(len);
-                let hi = (panels * (t + 1) / parts * size).min(len);
-                (lo, hi)
-            })
-            .collect::<Vec<_>>()
-    };
-    if pm >= 2 * threads || pm >= pn {
-        ranges(pm, MR, m).into_iter().map(|r| (r, (0, n))).collect()
-    } else {
-        ranges(pn, NR, n).into_iter().map(|q| ((0, m), q)).collect()
-    }
-}
-
-/// A product as raw parts, shareable by the tasks that split it.
+/// A product as raw parts, shareable by the tasks that split it, with its
+/// block sizes (which depend on the shape only).
 struct Job {
+    m: usize,
+    n: usize,
     k: usize,
     alpha: f32,
     beta: f32,
@@ -130,17 +109,42 @@ struct Job {
     c: *mut f32,
     crs: usize,
     ccs: usize,
+    /// Block sizes: k blocks of at most `kc`, `mc`/`nc` whole panels.
+    kc: usize,
+    mc: usize,
+    nc: usize,
+    /// Whether full `MR`-row panels of A are read in place.
+    direct: bool,
 }
 
-// SAFETY: `Job` is only used by `gemm_parallel`/`gemm_serial`, whose tasks
-// read A and B (shared borrows outliving the tasks) and write disjoint
-// elements of C (an exclusive borrow outliving the tasks).
+// SAFETY: tasks sharing a `Job` only read A and B (shared borrows outliving
+// the tasks) and write disjoint sets of C's elements (an exclusive borrow
+// outliving the tasks); see `Job::run_parallel`.
 unsafe impl Sync for Job {}
+
+/// A pointer to packed B, shared read-only by the tasks of one block.
+#[derive(Clone, Copy)]
+struct Packed(*mut f32);
+// SAFETY: written only before the tasks that read it start, and by disjoint
+// panels when packed in parallel.
+unsafe impl Send for Packed {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Packed {}
+
+impl Packed {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 impl Job {
     fn new(alpha: f32, a: &MatRef<'_>, b: &MatRef<'_>, beta: f32, c: MatMut<'_>) -> Self {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
         Job {
-            k: a.cols,
+            m,
+            n,
+            k,
             alpha,
             beta,
             a: Src {
@@ -156,30 +160,205 @@ impl Job {
             c: c.data.as_mut_ptr(),
             crs: c.rs,
             ccs: c.cs,
+            kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
+            // Whole panels only: packing writes full `MR`/`NR`-wide panels.
+            mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
+            nc: NC.div_ceil(NR).min(n.div_ceil(NR)) * NR,
+            direct: a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE),
         }
     }
 
-    /// `C[rows, cols] = α·A[rows, :]·B[:, cols] + β·C[rows, cols]`.
+    /// Floats of one packed A block and one packed B block.
+    fn caps(&self) -> (usize, usize) {
+        (self.mc * self.kc, self.nc * self.kc)
+    }
+
+    /// The whole product on this thread.
     ///
     /// # Safety
-    /// The ranges lie inside C's shape, and no other thread touches those
-    /// elements of C during the call.
-    unsafe fn run(&self, _cpu: Avx512, rows: (usize, usize), cols: (usize, usize)) {
-        let (m, n, k) = (rows.1 - rows.0, cols.1 - cols.0, self.k);
+    /// AVX-512F is available; the job comes from validated matrices whose C
+    /// nobody else accesses during the call.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_serial(&self, bufs: &mut Buffers) {
+        let (m, n, k) = (self.m, self.n, self.k);
         if m == 0 || n == 0 {
             return;
         }
-        // SAFETY: `_cpu` proves AVX-512F; C's range was validated and, for
-        // k ≥ 1, so were A and B (every element `(i, j)` of each matrix lies
-        // inside its slice). With k = 0, A and B are not touched at all.
+        if k == 0 {
+            // SAFETY: C's elements are valid (validated) and ours.
+            unsafe { scale(m, n, self.beta, self.c, self.crs, self.ccs) };
+            return;
+        }
+        let (acap, bcap) = self.caps();
+        let abuf = grow(&mut bufs.a, acap);
+        let bbuf = grow(&mut bufs.b, bcap);
+        for jc in (0..n).step_by(self.nc) {
+            let nc = self.nc.min(n - jc);
+            for pc in (0..k).step_by(self.kc) {
+                let kc = self.kc.min(k - pc);
+                // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
+                unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
+                for ic in (0..m).step_by(self.mc) {
+                    let mc = self.mc.min(m - ic);
+                    // SAFETY: the block is inside A and C; B is packed.
+                    unsafe { self.block(abuf, acap, bbuf, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
+                }
+            }
+        }
+    }
+
+    /// The product split into tasks of `MC` rows (and, when those are too
+    /// few to keep `threads` busy, of column panels), scheduled by rayon.
+    ///
+    /// # Safety
+    /// As for [`Job::run_serial`].
+    unsafe fn run_parallel(&self, bufs: &mut Buffers, threads: usize) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if m == 0 || n == 0 || k == 0 {
+            // SAFETY: forwarded contract (k = 0 only scales C).
+            return unsafe { self.run_serial(bufs) };
+        }
+        let (acap, bcap) = self.caps();
+        let bbuf = Packed(grow(&mut bufs.b, bcap));
+        let row_blocks = m.div_ceil(self.mc);
+        for jc in (0..n).step_by(self.nc) {
+            let nc = self.nc.min(n - jc);
+            let panels = nc.div_ceil(NR);
+            let col_parts = (2 * threads).div_ceil(row_blocks).clamp(1, panels);
+            for pc in (0..k).step_by(self.kc) {
+                let kc = self.kc.min(k - pc);
+                (0..panels).into_par_iter().with_min_len(4).for_each(|q| {
+                    // SAFETY: panel `q` is inside the block and inside
+                    // `bbuf`; tasks pack disjoint panels.
+                    unsafe {
+                        self.pack_b(
+                            jc,
+                            nc,
+                            pc,
+                            kc,
+                            q * NR,
+                            NR.min(nc - q * NR),
+                            bbuf.get(),
+                            bcap,
+                        )
+                    };
+                });
+                (0..row_blocks * col_parts)
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .for_each(|task| {
+                        let (ib, part) = (task / col_parts, task % col_parts);
+                        let ic = ib * self.mc;
+                        let mc = self.mc.min(m - ic);
+                        let q0 = panels * part / col_parts * NR;
+                        let q1 = (panels * (part + 1) / col_parts * NR).min(nc);
+                        with_buffers(|own| {
+                            let abuf = grow(&mut own.a, acap);
+                            // SAFETY: tasks cover disjoint (row block, panel
+                            // range) pairs of C, so they write disjoint
+                            // elements; B's block was packed above (the
+                            // parallel packing finished before this loop).
+                            unsafe {
+                                self.block(
+                                    abuf,
+                                    acap,
+                                    bbuf.get(),
+                                    (ic, mc),
+                                    (jc, nc),
+                                    (pc, kc),
+                                    (q0, q1),
+                                )
+                            }
+                        });
+                    });
+            }
+        }
+    }
+
+    /// Packs columns `j0 .. j0 + cols` (`j0` a multiple of `NR`) of B's
+    /// `kc × nc` block at `(pc, jc)` into `bbuf`.
+    ///
+    /// # Safety
+    /// AVX-512F; the block is inside B; `bbuf` holds `bcap ≥ nc·kc` floats,
+    /// 64-byte aligned, and nobody else accesses those panels meanwhile.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_b(
+        &self,
+        jc: usize,
+        nc: usize,
+        pc: usize,
+        kc: usize,
+        j0: usize,
+        cols: usize,
+        bbuf: *mut f32,
+        bcap: usize,
+    ) {
+        debug_assert!(j0.is_multiple_of(NR) && j0 + cols <= nc);
+        // SAFETY: `(pc, jc + j0)` is inside B; panels from `j0` on start
+        // at `j0·kc` (a multiple of 16 floats, so aligned) in `bbuf`.
         unsafe {
-            let c = self.c.add(rows.0 * self.crs + cols.0 * self.ccs);
-            if k == 0 {
-                scale(m, n, self.beta, c, self.crs, self.ccs);
-            } else {
-                let a = self.a.at(rows.0, 0);
-                let b = self.b.at(0, cols.0);
-                with_buffers(|bufs| blocked(bufs, m, n, k, self, a, b, c));
+            let src = self.b.at(pc, jc + j0);
+            pack::pack_b::<NV>(kc, cols, src, bbuf.add(j0 * kc), bcap - j0 * kc)
+        };
+    }
+
+    /// Tiles of rows `ic .. ic + mc` and columns `jc + q0 .. jc + q1` of C
+    /// for the k block `pc .. pc + kc`, B's block being packed in `bbuf`.
+    ///
+    /// # Safety
+    /// AVX-512F; the ranges are inside the matrices; `q0` is a multiple of
+    /// `NR`; `abuf` holds `acap ≥ mc·kc` floats; nobody else accesses these
+    /// elements of C or `abuf` meanwhile.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        abuf: *mut f32,
+        acap: usize,
+        bbuf: *const f32,
+        (ic, mc): (usize, usize),
+        (jc, _nc): (usize, usize),
+        (pc, kc): (usize, usize),
+        (q0, q1): (usize, usize),
+    ) {
+        let beta = if pc == 0 { self.beta } else { 1.0 };
+        // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
+        let a_blk = unsafe { self.a.at(ic, pc) };
+        // In-place A: full panels read from A, a partial last one packed
+        // (zero padding).
+        let packed_from = if self.direct { mc / MR * MR } else { 0 };
+        // SAFETY: rows `packed_from .. mc` of the block, packed to the start
+        // of `abuf`.
+        unsafe {
+            let rows = a_blk.at(packed_from, 0);
+            pack::pack_a::<MR>(mc - packed_from, kc, rows, abuf, acap)
+        };
+        for jr in (q0..q1).step_by(NR) {
+            for ir in (0..mc).step_by(MR) {
+                let t = Tile {
+                    // SAFETY: `(ic + ir, jc + jr)` is inside C.
+                    c: unsafe { self.c.add((ic + ir) * self.crs + (jc + jr) * self.ccs) },
+                    rs: self.crs,
+                    cs: self.ccs,
+                    rows: MR.min(mc - ir),
+                    cols: NR.min(q1 - jr),
+                    alpha: self.alpha,
+                    beta,
+                };
+                // SAFETY: rows `ir .. ir + MR` of the A block (read in place,
+                // all inside A) or their packed panel; panel `jr / NR` of
+                // packed B, `kc` deep; the tile's valid part is inside C.
+                unsafe {
+                    let bp = bbuf.add(jr * kc);
+                    if ir < packed_from {
+                        let ap = a_blk.at(ir, 0).ptr;
+                        run_tile::<true>(kc, ap, self.a.rs, bp, t);
+                    } else {
+                        let ap = abuf.add((ir - packed_from) * kc);
+                        run_tile::<false>(kc, ap, 0, bp, t);
+                    }
+                }
             }
         }
     }
@@ -212,6 +391,7 @@ struct Buffers {
     b: Vec<Line>,
 }
 
+/// At least `floats` floats of `v`, 64-byte aligned (grown, never shrunk).
 fn grow(v: &mut Vec<Line>, floats: usize) -> *mut f32 {
     let lines = floats.div_ceil(16);
     if v.len() < lines {
@@ -220,100 +400,37 @@ fn grow(v: &mut Vec<Line>, floats: usize) -> *mut f32 {
     v.as_mut_ptr().cast()
 }
 
-/// Runs `f` with this thread's packing buffers (reused across calls).
+thread_local! {
+    /// Per-thread packing buffers of serial products and parallel tasks.
+    static BUFS: RefCell<Buffers> = RefCell::new(Buffers::default());
+    /// The B block a parallel product shares among its tasks (held by the
+    /// thread that drives it, while its tasks use `BUFS`).
+    static SHARED: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's task buffers (reused across calls).
 fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
-    thread_local! {
-        static BUFS: RefCell<Buffers> = RefCell::new(Buffers::default());
-    }
+    borrow(&BUFS, f)
+}
+
+/// Runs `f` with this thread's shared-B buffers (reused across calls).
+fn with_shared_b<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    borrow(&SHARED, f)
+}
+
+fn borrow<R>(
+    key: &'static std::thread::LocalKey<RefCell<Buffers>>,
+    f: impl FnOnce(&mut Buffers) -> R,
+) -> R {
     let mut f = Some(f);
-    let reused = BUFS.with(|b| {
+    let reused = key.with(|b| {
         b.try_borrow_mut()
             .ok()
             .map(|mut bufs| (f.take().expect("called once"))(&mut bufs))
     });
-    // A re-entrant call (not made by this module, but cheap to allow) gets
-    // fresh buffers instead of panicking.
+    // Already borrowed: this thread is waiting inside another product and
+    // picked up this one (rayon work stealing). Fresh buffers, no panic.
     reused.unwrap_or_else(|| (f.take().expect("called once"))(&mut Buffers::default()))
-}
-
-/// The blocked product on one thread: `C = α·A·B + β·C`, `k ≥ 1`.
-///
-/// # Safety
-/// AVX-512F is available; elements `(i, p)` of `a`, `(p, j)` of `b` are
-/// readable and `(i, j)` of `c` writable and unaliased, for `i < m`, `p < k`,
-/// `j < n`.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn blocked(
-    bufs: &mut Buffers,
-    m: usize,
-    n: usize,
-    k: usize,
-    job: &Job,
-    a: Src,
-    b: Src,
-    c: *mut f32,
-) {
-    let kc_max = k.div_ceil(k.div_ceil(KC));
-    // Whole panels only: packing writes full `MR`/`NR`-wide panels.
-    let mc_max = MC.div_ceil(MR).min(m.div_ceil(MR)) * MR;
-    let nc_max = NC.div_ceil(NR).min(n.div_ceil(NR)) * NR;
-    // Row-major A feeds the kernel unpacked when B is narrow; a partial last
-    // panel is still packed (zero padding).
-    let direct = a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE);
-    let (acap, bcap) = (mc_max * kc_max, nc_max * kc_max);
-    let abuf = grow(&mut bufs.a, acap);
-    let bbuf = grow(&mut bufs.b, bcap);
-    for jc in (0..n).step_by(nc_max) {
-        let nc = nc_max.min(n - jc);
-        for pc in (0..k).step_by(kc_max) {
-            let kc = kc_max.min(k - pc);
-            let beta = if pc == 0 { job.beta } else { 1.0 };
-            // SAFETY: `(pc, jc)` is inside B and the `kc × nc` block too;
-            // `bbuf` is aligned and holds `nc_max·kc_max ≥ ceil(nc/NR)·NR·kc`.
-            unsafe { pack::pack_b::<NV>(kc, nc, b.at(pc, jc), bbuf, bcap) };
-            for ic in (0..m).step_by(mc_max) {
-                let mc = mc_max.min(m - ic);
-                // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
-                let a_blk = unsafe { a.at(ic, pc) };
-                let packed_from = if direct { mc / MR * MR } else { 0 };
-                // SAFETY: rows `packed_from .. mc` of the block, packed to
-                // the start of `abuf` (`mc_max·kc_max` floats).
-                unsafe {
-                    let rows = a_blk.at(packed_from, 0);
-                    pack::pack_a::<MR>(mc - packed_from, kc, rows, abuf, acap)
-                };
-                for jr in (0..nc).step_by(NR) {
-                    for ir in (0..mc).step_by(MR) {
-                        let t = Tile {
-                            // SAFETY: `(ic + ir, jc + jr)` is inside C.
-                            c: unsafe { c.add((ic + ir) * job.crs + (jc + jr) * job.ccs) },
-                            rs: job.crs,
-                            cs: job.ccs,
-                            rows: MR.min(mc - ir),
-                            cols: NR.min(nc - jr),
-                            alpha: job.alpha,
-                            beta,
-                        };
-                        // SAFETY: rows `ir .. ir + MR` of the A block (read in
-                        // place, all inside A) or their packed panel; panel
-                        // `jr / NR` of packed B, `kc` deep; the tile's valid
-                        // part is inside the caller's C block.
-                        unsafe {
-                            let bp = bbuf.add(jr * kc);
-                            if ir < packed_from {
-                                let ap = a_blk.at(ir, 0).ptr;
-                                run_tile::<true>(kc, ap, a.rs, bp, t);
-                            } else {
-                                let ap = abuf.add((ir - packed_from) * kc);
-                                run_tile::<false>(kc, ap, 0, bp, t);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Runs the kernel for one tile, narrowed to one vector for edge tiles of at
