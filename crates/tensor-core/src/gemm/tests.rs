@@ -304,7 +304,7 @@ fn batched_matches_reference() {
 fn thread_count_does_not_change_bits() {
     let mut rng = Rng::new(4);
     let shapes = [
-        (300, 260, 200, false),
+        (300, 600, 200, false),
         (20, 300, 900, true),
         (257, 49, 64, false),
     ];
