@@ -53,11 +53,16 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn select(op: &'static str, backend: Backend) -> Result<Self> {
+    /// The hand-written kernel for this CPU, if there is one.
+    fn native() -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
-        let found = avx512::Avx512::detect().map(Kernel::Avx512);
+        return avx512::Avx512::detect().map(Kernel::Avx512);
         #[cfg(not(target_arch = "x86_64"))]
-        let found: Option<Kernel> = None;
+        return None;
+    }
+
+    fn select(op: &'static str, backend: Backend) -> Result<Self> {
+        let found = Kernel::native();
         match backend {
             Backend::Portable => Ok(Kernel::Portable),
             Backend::Auto => Ok(found.unwrap_or(Kernel::Portable)),
