@@ -36,7 +36,7 @@ const MR: usize = 14;
 const NV: usize = 2;
 const NR: usize = 16 * NV;
 
-/// Rows of C per A block (`MC × KC` packed floats, 224 KiB, live in L2).
+/// Rows of C per A block (`MC × KC` packed floats, 196 KiB, live in L2).
 const MC: usize = 7 * MR;
 /// Largest k block; k is cut into `ceil(k / KC)` near-equal blocks.
 const KC: usize = 512;
