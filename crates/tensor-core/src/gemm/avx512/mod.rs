@@ -17,6 +17,41 @@
 //! Every element's value depends only on `k` (its block cuts) and the kernel,
 //! never on which task computes it or whether its A panel was packed, so any
 //! thread count gives bit-identical results.
+//!
+//! # Parameters and measurements
+//!
+//! Tile `MR × NR = 14 × 32` (28 zmm accumulators, 2 for B, 1 broadcast),
+//! `MC = 98`, `KC = 512`, `NC = 2048`; A read in place when `n ≤ 256`. All
+//! chosen by sweeps on the target machine (AMD EPYC Zen 4, 2 cores,
+//! double-pumped AVX-512; measured FMA peak 117 GFLOP/s per core): 14 × 32
+//! beat 12 × 32 by ~3%, KC 512 beat 256 by ~5%, MC between 70 and 140 is
+//! within noise, in-place A gains 15% on `8192×49×64` (and loses 15% on
+//! 4 KiB-multiple strides, hence the exception).
+//!
+//! GFLOP/s (`2·m·k·n / t`), row-major, β = 0; medians, best of 3 rounds
+//! (the machine is shared); "mm" is `Backend::Portable` (matrixmultiply
+//! 0.3.11, avx512 feature), torch is 2.15 `torch.matmul` (MKL) with
+//! `set_num_threads`:
+//!
+//! | m×k×n          | 1 thread: ours | mm   | torch | 2 threads: ours | mm    | torch |
+//! |----------------|------:|-----:|------:|------:|------:|------:|
+//! | 1568×512×2048  | 105.5 | 81.0 |  95.2 | 205.2 | 155.5 | 151.5 |
+//! | 1568×2048×512  | 104.6 | 87.0 | 100.2 | 192.0 | 153.6 | 156.4 |
+//! | 4096×196×256   | 107.6 | 87.5 | 100.8 | 196.2 | 151.9 | 153.4 |
+//! | 4096×256×196   | 100.2 | 74.5 |  92.3 | 186.2 | 139.4 | 142.7 |
+//! | 1024×1024×1024 | 104.9 | 79.1 |  99.5 | 188.1 | 159.1 | 192.3 |
+//! | 6272×128×512   |  96.3 | 81.2 |  83.4 | 167.2 | 143.9 | 177.2 |
+//! | 6272×512×128   | 104.2 | 78.1 |  85.1 | 198.3 | 146.3 | 165.4 |
+//! | 8192×49×64     |  94.3 | 64.7 |  93.7 | 186.4 | 105.8 | 183.0 |
+//! | geometric mean | 102.1 | 78.8 |  93.6 | 189.6 | 143.4 | 164.5 |
+//!
+//! Torch's two-thread figures suffer more from the other load on the
+//! machine (on a quiet machine it reached 185–200 on most shapes, so the
+//! two-thread comparison is about even). Command:
+//! `ALLMLP_NUM_THREADS=1 cargo bench -p allmlp-benches --bench gemm` (and 2),
+//! which reports the same figures as `thrpt` (criterion medians; on a quiet
+//! machine 104–108 and 205–217 GFLOP/s for ours); torch measured with
+//! `torch.matmul(a, b, out=c)`, 5 warm-up calls, median of ≥ 20.
 
 mod kernel;
 mod pack;
