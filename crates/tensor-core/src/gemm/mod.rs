@@ -19,8 +19,12 @@
 //! # Ok::<(), allmlp_tensor_core::TensorError>(())
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod layout;
 mod portable;
+#[cfg(test)]
+mod tests;
 
 pub use layout::{MatMut, MatRef};
 
@@ -35,6 +39,59 @@ pub enum Backend {
     Auto,
     /// `matrixmultiply`: portable, used where no hand-written kernel applies.
     Portable,
+    /// The hand-written AVX-512 kernel (x86-64 CPUs with AVX-512F only;
+    /// requesting it elsewhere is an error).
+    Avx512,
+}
+
+/// A backend resolved against the running CPU.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+}
+
+impl Kernel {
+    /// The hand-written kernel for this CPU, if there is one.
+    fn native() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        return avx512::Avx512::detect().map(Kernel::Avx512);
+        #[cfg(not(target_arch = "x86_64"))]
+        return None;
+    }
+
+    fn select(op: &'static str, backend: Backend) -> Result<Self> {
+        let found = Kernel::native();
+        match backend {
+            Backend::Portable => Ok(Kernel::Portable),
+            Backend::Auto => Ok(found.unwrap_or(Kernel::Portable)),
+            Backend::Avx512 => found.ok_or_else(|| {
+                TensorError::arg(
+                    op,
+                    "backend Avx512 requested, but this CPU does not support AVX-512F",
+                )
+            }),
+        }
+    }
+
+    /// One product, parallel inside over the current pool.
+    fn parallel(self, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+        match self {
+            Kernel::Portable => portable::gemm_parallel(alpha, a, b, beta, c),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(k) => k.gemm_parallel(alpha, a, b, beta, c),
+        }
+    }
+
+    /// One product on the calling thread.
+    fn serial(self, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+        match self {
+            Kernel::Portable => portable::gemm_serial(alpha, a, b, beta, c),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(k) => k.gemm_serial(alpha, a, b, beta, c),
+        }
+    }
 }
 
 /// `C = α·A·B + β·C` for one matrix, on the kernel thread pool.
@@ -52,8 +109,16 @@ pub fn gemm_with(
     c: MatMut<'_>,
 ) -> Result<()> {
     check_dims("gemm", &a, &b, &c)?;
-    let _ = backend;
-    threads::install(|| portable::gemm_parallel(alpha, a, b, beta, c));
+    let kernel = Kernel::select("gemm", backend)?;
+    if c.rows == 0 || c.cols == 0 {
+        return Ok(());
+    }
+    if work(1, c.rows, a.cols, c.cols) < PARALLEL_MIN_WORK {
+        // Not worth a trip to the pool: the same kernel, same bits, here.
+        kernel.serial(alpha, a, b, beta, c);
+    } else {
+        threads::install(|| kernel.parallel(alpha, a, b, beta, c));
+    }
     Ok(())
 }
 
@@ -111,29 +176,65 @@ pub fn gemm_batched_with(
     a.check_batch(OP, "A", batch, a_stride)?;
     b.check_batch(OP, "B", batch, b_stride)?;
     c.check_batch(OP, batch, c_stride)?;
-    let _ = backend;
-    if batch == 1 {
-        threads::install(|| portable::gemm_parallel(alpha, a, b, beta, c));
+    let kernel = Kernel::select(OP, backend)?;
+    let (m, n) = (c.rows, c.cols);
+    if m == 0 || n == 0 {
         return Ok(());
     }
-    let (m, n) = (c.rows, c.cols);
+    if batch == 1 {
+        return gemm_with(backend, alpha, a, b, beta, c);
+    }
     let (k, ars, acs, brs, bcs, crs, ccs) = (a.cols, a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
     let (adata, bdata) = (a.data, b.data);
     let extent = c.extent();
+    if work(batch, m, k, n) < PARALLEL_MIN_WORK {
+        for (i, chunk) in c.data.chunks_mut(c_stride).take(batch).enumerate() {
+            let len = extent.min(chunk.len());
+            let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
+            let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+            let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
+            kernel.serial(alpha, ai, bi, beta, ci);
+        }
+        return Ok(());
+    }
     threads::install(|| {
+        if batch < 2 * rayon::current_num_threads() {
+            // Too few products to share out: parallelise inside each one.
+            for (i, chunk) in c.data.chunks_mut(c_stride).take(batch).enumerate() {
+                let len = extent.min(chunk.len());
+                let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
+                let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+                let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
+                kernel.parallel(alpha, ai, bi, beta, ci);
+            }
+            return;
+        }
         c.data
             .par_chunks_mut(c_stride)
             .take(batch)
             .enumerate()
             .for_each(|(i, chunk)| {
                 let len = extent.min(chunk.len());
-                let ai = MatRef::new_unchecked(&adata[i * a_stride..], m, k, ars, acs);
-                let bi = MatRef::new_unchecked(&bdata[i * b_stride..], k, n, brs, bcs);
+                let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
+                let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
                 let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-                portable::gemm_serial(alpha, ai, bi, beta, ci);
+                kernel.serial(alpha, ai, bi, beta, ci);
             });
     });
     Ok(())
+}
+
+/// Products with fewer multiply-adds than this run on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 18;
+
+/// Multiply-adds of `batch` products `m × k` by `k × n` (saturating).
+fn work(batch: usize, m: usize, k: usize, n: usize) -> usize {
+    batch.saturating_mul(m).saturating_mul(k).saturating_mul(n)
+}
+
+/// `data[offset..]`, empty past the end (an empty matrix may sit anywhere).
+fn tail(data: &[f32], offset: usize) -> &[f32] {
+    data.get(offset..).unwrap_or(&[])
 }
 
 fn check_dims(op: &'static str, a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {

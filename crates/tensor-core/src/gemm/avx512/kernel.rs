@@ -1,0 +1,173 @@
+//! The AVX-512 microkernel: an `MR × NR` tile of C (`NR = 16·NV`) from packed
+//! panels of A and B.
+//!
+//! Per step `p` of the k loop, `NV` vectors of the packed B row `p` are loaded
+//! and each of the `MR` entries of the packed A column `p` is broadcast into an
+//! FMA with them; the `MR·NV` accumulators live in zmm registers for the whole
+//! k loop. Element `(i, j)` of the tile is therefore `Σ_p a[i,p]·b[p,j]` summed
+//! in increasing `p` by one FMA chain, whatever the tile's position: this is
+//! what makes results independent of how C is split over threads.
+//!
+//! Tile sizes, blocking and measured throughput: see the parent module.
+
+use std::arch::x86_64::*;
+
+/// Where a tile is written and how: `C = α·acc + β·C` (β = 0: C not read).
+#[derive(Clone, Copy)]
+pub(super) struct Tile {
+    /// Element `(0, 0)` of the tile in C.
+    pub c: *mut f32,
+    /// Row and column strides of C, in elements.
+    pub rs: usize,
+    pub cs: usize,
+    /// Valid rows (≤ MR) and columns (≤ NR) of this tile.
+    pub rows: usize,
+    pub cols: usize,
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// Mask of the first `n` (clamped to 16) lanes.
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
+}
+
+/// Computes one tile.
+///
+/// A is read at `a[i·ars + p]` when `DIRECT` (an unpacked row-major A, `i <
+/// MR`) and at `a[p·MR + i]` otherwise (a packed panel; `ars` unused).
+///
+/// # Safety
+/// Those `MR × kc` elements of A must be readable; `b` must point to `kc·NR`
+/// readable floats, 64-byte aligned (packed B panel, `b[p·NR + j]`). For
+/// `i < t.rows`, `j < t.cols`, `t.c + i·t.rs + j·t.cs` must be valid for
+/// reads and writes and not aliased by anything else during the call. The
+/// CPU must support AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
+    kc: usize,
+    a: *const f32,
+    ars: usize,
+    b: *const f32,
+    t: Tile,
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    if t.cs == 1 {
+        for i in 0..MR.min(t.rows) {
+            // Prefetching is a hint: it never faults, even outside the tile.
+            let row = t.c.wrapping_add(i * t.rs) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 1));
+        }
+    }
+    let (mut a, mut b) = (a, b);
+    for _ in 0..kc {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            // SAFETY: `b` walks the packed panel: `kc` rows of `NR` aligned
+            // floats, this is row `p` (< kc), vector `v` (< NV).
+            *x = unsafe { _mm512_load_ps(b.add(16 * v)) };
+        }
+        for (i, row) in acc.iter_mut().enumerate() {
+            // SAFETY: `a` points at column `p` (< kc) of the panel; entry
+            // `i < MR` of that column is readable by the caller's contract.
+            let ai = _mm512_set1_ps(unsafe { *a.add(if DIRECT { i * ars } else { i }) });
+            for (x, bx) in row.iter_mut().zip(bv) {
+                *x = _mm512_fmadd_ps(ai, bx, *x);
+            }
+        }
+        // SAFETY: one step past the last column/row at most (p = kc), a
+        // one-past-the-end pointer of the panel, never dereferenced.
+        unsafe {
+            a = a.add(if DIRECT { 1 } else { MR });
+            b = b.add(16 * NV);
+        }
+    }
+    if t.cs == 1 && t.rows == MR && t.cols == 16 * NV {
+        // Full tile, unit column stride: straight-line code on the
+        // accumulators in registers.
+        let alpha = _mm512_set1_ps(t.alpha);
+        let beta = _mm512_set1_ps(t.beta);
+        for (i, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                let x = _mm512_mul_ps(alpha, x);
+                // SAFETY: row `i < MR = rows`, columns `16v .. 16v + 16 ≤ NR = cols`.
+                unsafe {
+                    let p = t.c.add(i * t.rs + 16 * v);
+                    let y = if t.beta == 0.0 {
+                        x
+                    } else {
+                        _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), x)
+                    };
+                    _mm512_storeu_ps(p, y);
+                }
+            }
+        }
+    } else {
+        // SAFETY: the caller guarantees the tile's valid elements are accessible.
+        unsafe { store_edge::<MR, NV>(acc, t) }
+    }
+}
+
+/// Writes `α·acc + β·C` (β = 0: `α·acc`, C not read) into the valid part of
+/// an edge tile or a tile of a C without unit column stride.
+///
+/// Like the full-tile path of [`tile`], every element is `fma(β, c, α·acc)`
+/// (or `α·acc`), so the result does not depend on C's strides or the tile's
+/// position.
+///
+/// # Safety
+/// As for [`tile`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], t: Tile) {
+    let alpha = _mm512_set1_ps(t.alpha);
+    let beta = _mm512_set1_ps(t.beta);
+    if t.cs == 1 {
+        for (i, row) in acc.iter().enumerate().take(t.rows) {
+            for (v, &x) in row.iter().enumerate() {
+                if 16 * v >= t.cols {
+                    break;
+                }
+                let mask = lanes(t.cols - 16 * v);
+                let x = _mm512_mul_ps(alpha, x);
+                // SAFETY: row `i < rows`, columns `16v .. 16v + 16` masked to
+                // `< cols`: masked-off lanes are neither read nor written and
+                // cannot fault.
+                unsafe {
+                    let p = t.c.add(i * t.rs + 16 * v);
+                    let y = if t.beta == 0.0 {
+                        x
+                    } else {
+                        _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask, p), x)
+                    };
+                    _mm512_mask_storeu_ps(p, mask, y);
+                }
+            }
+        }
+    } else {
+        let mut tmp = [[[0f32; 16]; NV]; MR];
+        for (dst, src) in tmp.iter_mut().zip(&acc) {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                // SAFETY: `d` is 16 writable floats.
+                unsafe { _mm512_storeu_ps(d.as_mut_ptr(), _mm512_mul_ps(alpha, s)) };
+            }
+        }
+        for (i, row) in tmp.iter().enumerate().take(t.rows) {
+            for j in 0..t.cols {
+                let x = row[j / 16][j % 16];
+                // SAFETY: `i < rows`, `j < cols`: a valid element of the tile.
+                unsafe {
+                    let p = t.c.add(i * t.rs + j * t.cs);
+                    *p = if t.beta == 0.0 {
+                        x
+                    } else {
+                        t.beta.mul_add(*p, x)
+                    };
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The AVX-512 GEMM (x86-64 only): BLIS-style blocking around a register-tiled
+//! microkernel.
+//!
+//! Loops, outermost first (`C += A·B` on blocks):
+//! 1. `jc`: columns of C in blocks of `NC`;
+//! 2. `pc`: the k dimension in blocks of at most `KC` (balanced: `k` is cut
+//!    into `ceil(k / KC)` near-equal blocks); B's `kc × nc` block is packed
+//!    into `NR`-column panels, once, shared by all threads (who pack its
+//!    panels in parallel);
+//! 3. `ic`: rows in blocks of `MC`, the unit of parallel work (with the
+//!    column panels also cut when there are too few row blocks); each task
+//!    packs its `mc × kc` block of A into `MR`-row panels in a per-thread
+//!    buffer (kept in L2), or reads a row-major A in place when B is narrow;
+//! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
+//!
+//! The first k block applies the caller's β, later ones accumulate (β = 1).
+//! Every element's value depends only on `k` (its block cuts) and the kernel,
+//! never on which task computes it or whether its A panel was packed, so any
+//! thread count gives bit-identical results.
+//!
+//! # Parameters and measurements
+//!
+//! Tile `MR × NR = 14 × 32` (28 zmm accumulators, 2 for B, 1 broadcast),
+//! `MC = 98`, `KC = 512`, `NC = 2048`; A read in place when `n ≤ 256`. All
+//! chosen by sweeps on the target machine (AMD EPYC Zen 4, 2 cores,
+//! double-pumped AVX-512; measured FMA peak 117 GFLOP/s per core): 14 × 32
+//! beat 12 × 32 by ~3%, KC 512 beat 256 by ~5%, MC between 70 and 140 is
+//! within noise, in-place A gains 15% on `8192×49×64` (and loses 15% on
+//! 4 KiB-multiple strides, hence the exception).
+//!
+//! GFLOP/s (`2·m·k·n / t`), row-major, β = 0; medians, best of 3 rounds
+//! (the machine is shared); "mm" is `Backend::Portable` (matrixmultiply
+//! 0.3.11, avx512 feature), torch is 2.15 `torch.matmul` (MKL) with
+//! `set_num_threads`:
+//!
+//! | m×k×n          | 1 thread: ours | mm   | torch | 2 threads: ours | mm    | torch |
+//! |----------------|------:|-----:|------:|------:|------:|------:|
+//! | 1568×512×2048  | 105.5 | 81.0 |  95.2 | 205.2 | 155.5 | 151.5 |
+//! | 1568×2048×512  | 104.6 | 87.0 | 100.2 | 192.0 | 153.6 | 156.4 |
+//! | 4096×196×256   | 107.6 | 87.5 | 100.8 | 196.2 | 151.9 | 153.4 |
+//! | 4096×256×196   | 100.2 | 74.5 |  92.3 | 186.2 | 139.4 | 142.7 |
+//! | 1024×1024×1024 | 104.9 | 79.1 |  99.5 | 188.1 | 159.1 | 192.3 |
+//! | 6272×128×512   |  96.3 | 81.2 |  83.4 | 167.2 | 143.9 | 177.2 |
+//! | 6272×512×128   | 104.2 | 78.1 |  85.1 | 198.3 | 146.3 | 165.4 |
+//! | 8192×49×64     |  94.3 | 64.7 |  93.7 | 186.4 | 105.8 | 183.0 |
+//! | geometric mean | 102.1 | 78.8 |  93.6 | 189.6 | 143.4 | 164.5 |
+//!
+//! Torch's two-thread figures suffer more from the other load on the
+//! machine (on a quiet machine it reached 185–200 on most shapes, so the
+//! two-thread comparison is about even). Command:
+//! `ALLMLP_NUM_THREADS=1 cargo bench -p allmlp-benches --bench gemm` (and 2),
+//! which reports the same figures as `thrpt` (criterion medians; on a quiet
+//! machine 104–108 and 205–217 GFLOP/s for ours); torch measured with
+//! `torch.matmul(a, b, out=c)`, 5 warm-up calls, median of ≥ 20.
+
+mod kernel;
+mod pack;
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
+use kernel::Tile;
+use pack::Src;
+
+/// Rows of the microkernel tile.
+const MR: usize = 14;
+/// Zmm vectors per tile row; the tile has `NR = 16·NV` columns.
+const NV: usize = 2;
+const NR: usize = 16 * NV;
+
+/// Rows of C per A block (`MC × KC` packed floats, 196 KiB, live in L2).
+const MC: usize = 7 * MR;
+/// Largest k block; k is cut into `ceil(k / KC)` near-equal blocks.
+const KC: usize = 512;
+/// Columns of C per B block (`KC × NC` packed floats, 4 MiB, in L3).
+const NC: usize = 2048;
+/// Largest n for which a row-major A is read in place by the kernel instead
+/// of packed (packing would be amortised over few column panels) ...
+const DIRECT_MAX_N: usize = 256;
+/// ... unless its row stride is a multiple of 4 KiB, where the `MR` rows
+/// would all fall into one L1 set.
+const DIRECT_BAD_STRIDE: usize = 1024;
+
+/// Proof that the CPU supports AVX-512F: the only way to reach the kernels.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// `Some` when the CPU supports AVX-512F (detected once, then cached).
+    pub(crate) fn detect() -> Option<Self> {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+            .then_some(Avx512(()))
+    }
+
+    /// One product, split over the current rayon pool.
+    pub(crate) fn gemm_parallel(
+        self,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        c: MatMut<'_>,
+    ) {
+        let threads = rayon::current_num_threads();
+        if threads == 1 || work(1, a.rows, a.cols, b.cols) < PARALLEL_MIN_WORK {
+            self.gemm_serial(alpha, a, b, beta, c);
+            return;
+        }
+        let job = Job::new(alpha, &a, &b, beta, c);
+        // SAFETY: `self` proves AVX-512F; the job was built from validated
+        // matrices with C exclusively borrowed for the call.
+        with_shared_b(|bufs| unsafe { job.run_parallel(bufs, threads) });
+    }
+
+    /// One product on the current thread.
+    pub(crate) fn gemm_serial(
+        self,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        c: MatMut<'_>,
+    ) {
+        let job = Job::new(alpha, &a, &b, beta, c);
+        // SAFETY: as in `gemm_parallel`.
+        with_buffers(|bufs| unsafe { job.run_serial(bufs) });
+    }
+}
+
+/// A product as raw parts, shareable by the tasks that split it, with its
+/// block sizes (which depend on the shape only).
+struct Job {
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    beta: f32,
+    a: Src,
+    b: Src,
+    c: *mut f32,
+    crs: usize,
+    ccs: usize,
+    /// Block sizes: k blocks of at most `kc`, `mc`/`nc` whole panels.
+    kc: usize,
+    mc: usize,
+    nc: usize,
+    /// Whether full `MR`-row panels of A are read in place.
+    direct: bool,
+}
+
+// SAFETY: tasks sharing a `Job` only read A and B (shared borrows outliving
+// the tasks) and write disjoint sets of C's elements (an exclusive borrow
+// outliving the tasks); see `Job::run_parallel`.
+unsafe impl Sync for Job {}
+
+/// A pointer to packed B, shared read-only by the tasks of one block.
+#[derive(Clone, Copy)]
+struct Packed(*mut f32);
+// SAFETY: written only before the tasks that read it start, and by disjoint
+// panels when packed in parallel.
+unsafe impl Send for Packed {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Packed {}
+
+impl Packed {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl Job {
+    fn new(alpha: f32, a: &MatRef<'_>, b: &MatRef<'_>, beta: f32, c: MatMut<'_>) -> Self {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        Job {
+            m,
+            n,
+            k,
+            alpha,
+            beta,
+            a: Src {
+                ptr: a.data.as_ptr(),
+                rs: a.rs,
+                cs: a.cs,
+            },
+            b: Src {
+                ptr: b.data.as_ptr(),
+                rs: b.rs,
+                cs: b.cs,
+            },
+            c: c.data.as_mut_ptr(),
+            crs: c.rs,
+            ccs: c.cs,
+            kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
+            // Whole panels only: packing writes full `MR`/`NR`-wide panels.
+            mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
+            nc: NC.div_ceil(NR).min(n.div_ceil(NR)) * NR,
+            direct: a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE),
+        }
+    }
+
+    /// Floats of one packed A block and one packed B block.
+    fn caps(&self) -> (usize, usize) {
+        (self.mc * self.kc, self.nc * self.kc)
+    }
+
+    /// The whole product on this thread.
+    ///
+    /// # Safety
+    /// AVX-512F is available; the job comes from validated matrices whose C
+    /// nobody else accesses during the call.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_serial(&self, bufs: &mut Buffers) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            // SAFETY: C's elements are valid (validated) and ours.
+            unsafe { scale(m, n, self.beta, self.c, self.crs, self.ccs) };
+            return;
+        }
+        let (acap, bcap) = self.caps();
+        let abuf = grow(&mut bufs.a, acap);
+        let bbuf = grow(&mut bufs.b, bcap);
+        for jc in (0..n).step_by(self.nc) {
+            let nc = self.nc.min(n - jc);
+            for pc in (0..k).step_by(self.kc) {
+                let kc = self.kc.min(k - pc);
+                // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
+                unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
+                for ic in (0..m).step_by(self.mc) {
+                    let mc = self.mc.min(m - ic);
+                    // SAFETY: the block is inside A and C; B is packed.
+                    unsafe { self.block(abuf, acap, bbuf, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
+                }
+            }
+        }
+    }
+
+    /// The product split into tasks of `MC` rows (and, when those are too
+    /// few to keep `threads` busy, of column panels), scheduled by rayon.
+    ///
+    /// # Safety
+    /// As for [`Job::run_serial`].
+    unsafe fn run_parallel(&self, bufs: &mut Buffers, threads: usize) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        if m == 0 || n == 0 || k == 0 {
+            // SAFETY: forwarded contract (k = 0 only scales C).
+            return unsafe { self.run_serial(bufs) };
+        }
+        let (acap, bcap) = self.caps();
+        let bbuf = Packed(grow(&mut bufs.b, bcap));
+        let row_blocks = m.div_ceil(self.mc);
+        for jc in (0..n).step_by(self.nc) {
+            let nc = self.nc.min(n - jc);
+            let panels = nc.div_ceil(NR);
+            let col_parts = (2 * threads).div_ceil(row_blocks).clamp(1, panels);
+            for pc in (0..k).step_by(self.kc) {
+                let kc = self.kc.min(k - pc);
+                (0..panels).into_par_iter().with_min_len(4).for_each(|q| {
+                    // SAFETY: panel `q` is inside the block and inside
+                    // `bbuf`; tasks pack disjoint panels.
+                    unsafe {
+                        self.pack_b(
+                            jc,
+                            nc,
+                            pc,
+                            kc,
+                            q * NR,
+                            NR.min(nc - q * NR),
+                            bbuf.get(),
+                            bcap,
+                        )
+                    };
+                });
+                (0..row_blocks * col_parts)
+                    .into_par_iter()
+                    .with_max_len(1)
+                    .for_each(|task| {
+                        let (ib, part) = (task / col_parts, task % col_parts);
+                        let ic = ib * self.mc;
+                        let mc = self.mc.min(m - ic);
+                        let q0 = panels * part / col_parts * NR;
+                        let q1 = (panels * (part + 1) / col_parts * NR).min(nc);
+                        with_buffers(|own| {
+                            let abuf = grow(&mut own.a, acap);
+                            // SAFETY: tasks cover disjoint (row block, panel
+                            // range) pairs of C, so they write disjoint
+                            // elements; B's block was packed above (the
+                            // parallel packing finished before this loop).
+                            unsafe {
+                                self.block(
+                                    abuf,
+                                    acap,
+                                    bbuf.get(),
+                                    (ic, mc),
+                                    (jc, nc),
+                                    (pc, kc),
+                                    (q0, q1),
+                                )
+                            }
+                        });
+                    });
+            }
+        }
+    }
+
+    /// Packs columns `j0 .. j0 + cols` (`j0` a multiple of `NR`) of B's
+    /// `kc × nc` block at `(pc, jc)` into `bbuf`.
+    ///
+    /// # Safety
+    /// AVX-512F; the block is inside B; `bbuf` holds `bcap ≥ nc·kc` floats,
+    /// 64-byte aligned, and nobody else accesses those panels meanwhile.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pack_b(
+        &self,
+        jc: usize,
+        nc: usize,
+        pc: usize,
+        kc: usize,
+        j0: usize,
+        cols: usize,
+        bbuf: *mut f32,
+        bcap: usize,
+    ) {
+        debug_assert!(j0.is_multiple_of(NR) && j0 + cols <= nc);
+        // SAFETY: `(pc, jc + j0)` is inside B; panels from `j0` on start
+        // at `j0·kc` (a multiple of 16 floats, so aligned) in `bbuf`.
+        unsafe {
+            let src = self.b.at(pc, jc + j0);
+            pack::pack_b::<NV>(kc, cols, src, bbuf.add(j0 * kc), bcap - j0 * kc)
+        };
+    }
+
+    /// Tiles of rows `ic .. ic + mc` and columns `jc + q0 .. jc + q1` of C
+    /// for the k block `pc .. pc + kc`, B's block being packed in `bbuf`.
+    ///
+    /// # Safety
+    /// AVX-512F; the ranges are inside the matrices; `q0` is a multiple of
+    /// `NR`; `abuf` holds `acap ≥ mc·kc` floats; nobody else accesses these
+    /// elements of C or `abuf` meanwhile.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        &self,
+        abuf: *mut f32,
+        acap: usize,
+        bbuf: *const f32,
+        (ic, mc): (usize, usize),
+        (jc, _nc): (usize, usize),
+        (pc, kc): (usize, usize),
+        (q0, q1): (usize, usize),
+    ) {
+        let beta = if pc == 0 { self.beta } else { 1.0 };
+        // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
+        let a_blk = unsafe { self.a.at(ic, pc) };
+        // In-place A: full panels read from A, a partial last one packed
+        // (zero padding).
+        let packed_from = if self.direct { mc / MR * MR } else { 0 };
+        // SAFETY: rows `packed_from .. mc` of the block, packed to the start
+        // of `abuf`.
+        unsafe {
+            let rows = a_blk.at(packed_from, 0);
+            pack::pack_a::<MR>(mc - packed_from, kc, rows, abuf, acap)
+        };
+        for jr in (q0..q1).step_by(NR) {
+            for ir in (0..mc).step_by(MR) {
+                let t = Tile {
+                    // SAFETY: `(ic + ir, jc + jr)` is inside C.
+                    c: unsafe { self.c.add((ic + ir) * self.crs + (jc + jr) * self.ccs) },
+                    rs: self.crs,
+                    cs: self.ccs,
+                    rows: MR.min(mc - ir),
+                    cols: NR.min(q1 - jr),
+                    alpha: self.alpha,
+                    beta,
+                };
+                // SAFETY: rows `ir .. ir + MR` of the A block (read in place,
+                // all inside A) or their packed panel; panel `jr / NR` of
+                // packed B, `kc` deep; the tile's valid part is inside C.
+                unsafe {
+                    let bp = bbuf.add(jr * kc);
+                    if ir < packed_from {
+                        let ap = a_blk.at(ir, 0).ptr;
+                        run_tile::<true>(kc, ap, self.a.rs, bp, t);
+                    } else {
+                        let ap = abuf.add((ir - packed_from) * kc);
+                        run_tile::<false>(kc, ap, 0, bp, t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `C = β·C` (β = 0 writes zeros without reading).
+///
+/// # Safety
+/// Elements `(i, j)`, `i < m`, `j < n` at `c + i·rs + j·cs` are writable.
+unsafe fn scale(m: usize, n: usize, beta: f32, c: *mut f32, rs: usize, cs: usize) {
+    for i in 0..m {
+        for j in 0..n {
+            // SAFETY: a valid element, as the caller promises.
+            unsafe {
+                let p = c.add(i * rs + j * cs);
+                *p = if beta == 0.0 { 0.0 } else { beta * *p };
+            }
+        }
+    }
+}
+
+/// Cache-line aligned storage for packed panels.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+#[derive(Default)]
+struct Buffers {
+    a: Vec<Line>,
+    b: Vec<Line>,
+}
+
+/// At least `floats` floats of `v`, 64-byte aligned (grown, never shrunk).
+fn grow(v: &mut Vec<Line>, floats: usize) -> *mut f32 {
+    let lines = floats.div_ceil(16);
+    if v.len() < lines {
+        v.resize(lines, Line([0.0; 16]));
+    }
+    v.as_mut_ptr().cast()
+}
+
+thread_local! {
+    /// Per-thread packing buffers of serial products and parallel tasks.
+    static BUFS: RefCell<Buffers> = RefCell::new(Buffers::default());
+    /// The B block a parallel product shares among its tasks (held by the
+    /// thread that drives it, while its tasks use `BUFS`).
+    static SHARED: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's task buffers (reused across calls).
+fn with_buffers<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    borrow(&BUFS, f)
+}
+
+/// Runs `f` with this thread's shared-B buffers (reused across calls).
+fn with_shared_b<R>(f: impl FnOnce(&mut Buffers) -> R) -> R {
+    borrow(&SHARED, f)
+}
+
+fn borrow<R>(
+    key: &'static std::thread::LocalKey<RefCell<Buffers>>,
+    f: impl FnOnce(&mut Buffers) -> R,
+) -> R {
+    let mut f = Some(f);
+    let reused = key.with(|b| {
+        b.try_borrow_mut()
+            .ok()
+            .map(|mut bufs| (f.take().expect("called once"))(&mut bufs))
+    });
+    // Already borrowed: this thread is waiting inside another product and
+    // picked up this one (rayon work stealing). Fresh buffers, no panic.
+    reused.unwrap_or_else(|| (f.take().expect("called once"))(&mut Buffers::default()))
+}
+
+/// Runs the kernel for one tile, narrowed to one vector for edge tiles of at
+/// most 16 columns (whose B panel `pack_b` packs 16 wide).
+///
+/// # Safety
+/// As for [`kernel::tile`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn run_tile<const DIRECT: bool>(
+    kc: usize,
+    a: *const f32,
+    ars: usize,
+    b: *const f32,
+    t: Tile,
+) {
+    // SAFETY: forwarded contract; a ≤ 16-column panel is packed 16 wide.
+    unsafe {
+        if t.cols <= 16 {
+            kernel::tile::<MR, 1, DIRECT>(kc, a, ars, b, t)
+        } else {
+            kernel::tile::<MR, NV, DIRECT>(kc, a, ars, b, t)
+        }
+    }
+}
