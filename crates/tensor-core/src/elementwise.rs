@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::error::fmt_shape;
 use crate::shape_ops::broadcast_shapes;
-use crate::{Result, Tensor, TensorError, threads};
+use crate::{Result, Tensor, TensorError, fast_math, threads};
 
 /// Elements per parallel task; below this, work stays on the calling thread.
 const CHUNK: usize = 1 << 14;
@@ -20,18 +20,95 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_COEF: f32 = 0.044_715;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
+/// Instruction sets the elementwise loops are compiled for, detected once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Isa::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Base
+    })
+}
+
+/// The loops, generic over the per-element function so it inlines into each
+/// instantiation; the `target_feature` copies let the compiler vectorize the
+/// branch-free activations (see `fast_math`) with AVX-512 or AVX2.
+macro_rules! loops {
+    ($map:ident, $zip:ident $(, $feat:literal)?) => {
+        $(#[target_feature(enable = $feat)])?
+        #[allow(unused_unsafe)]
+        unsafe fn $map<F: Fn(f32) -> f32>(o: &mut [f32], x: &[f32], f: &F) {
+            o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        #[allow(unused_unsafe)]
+        unsafe fn $zip<F: Fn(f32, f32) -> f32>(o: &mut [f32], a: &[f32], b: &[f32], f: &F) {
+            o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
+        }
+    };
+}
+
+loops!(map_base, zip_base);
+#[cfg(target_arch = "x86_64")]
+loops!(
+    map_avx512,
+    zip_avx512,
+    "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma"
+);
+#[cfg(target_arch = "x86_64")]
+loops!(map_avx2, zip_avx2, "avx2,fma");
+
+fn map_chunk<F: Fn(f32) -> f32>(o: &mut [f32], x: &[f32], f: &F) {
+    match isa() {
+        // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { map_avx512(o, x, f) },
+        // SAFETY: `isa()` detected AVX2 and FMA on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { map_avx2(o, x, f) },
+        // SAFETY: the base loop needs no CPU feature.
+        _ => unsafe { map_base(o, x, f) },
+    }
+}
+
+fn zip_chunk<F: Fn(f32, f32) -> f32>(o: &mut [f32], a: &[f32], b: &[f32], f: &F) {
+    match isa() {
+        // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { zip_avx512(o, a, b, f) },
+        // SAFETY: `isa()` detected AVX2 and FMA on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { zip_avx2(o, a, b, f) },
+        // SAFETY: the base loop needs no CPU feature.
+        _ => unsafe { zip_base(o, a, b, f) },
+    }
+}
+
 /// Applies `f` to each element of a contiguous slice into a new vector, in parallel chunks.
 pub(crate) fn map_slice(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; xs.len()];
     if xs.len() <= CHUNK {
-        out.iter_mut().zip(xs).for_each(|(o, &x)| *o = f(x));
+        map_chunk(&mut out, xs, &f);
     } else {
         threads::install(|| {
             out.par_chunks_mut(CHUNK)
                 .zip(xs.par_chunks(CHUNK))
-                .for_each(|(o, x)| {
-                    o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
-                })
+                .for_each(|(o, x)| map_chunk(o, x, &f))
         });
     }
     out
@@ -41,18 +118,12 @@ pub(crate) fn map_slice(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
 pub(crate) fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; a.len()];
     if a.len() <= CHUNK {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = f(x, y);
-        }
+        zip_chunk(&mut out, a, b, &f);
     } else {
         threads::install(|| {
             out.par_chunks_mut(CHUNK)
                 .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(o, (a, b))| {
-                    for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                        *o = f(x, y);
-                    }
-                })
+                .for_each(|(o, (a, b))| zip_chunk(o, a, b, &f))
         });
     }
     out
@@ -193,38 +264,48 @@ impl Tensor {
 }
 
 /// `max(x, 0)` (NaN propagates, as in PyTorch).
+#[inline(always)]
 pub fn relu(x: f32) -> f32 {
     if x > 0.0 || x.is_nan() { x } else { 0.0 }
 }
 
 /// The logistic function.
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + fast_math::exp(-x))
 }
 
-/// Exact GELU of one value.
+/// Exact GELU of one value: `x·½·(1 + erf(x/√2))` with PyTorch's vectorized erf.
+#[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+    x * 0.5 * (1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// Tanh-approximate GELU of one value.
+/// Tanh-approximate GELU of one value, `½·x·(1 + tanh(u))` written as
+/// `x·σ(2u)` (the same function, without cancellation where tanh saturates).
+#[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x)).tanh())
+    let u = SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x);
+    x / (1.0 + fast_math::exp(-2.0 * u))
 }
 
 /// d gelu(x)/dx = Φ(x) + x·φ(x).
+#[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = FRAC_1_SQRT_2PI * (-0.5 * x * x).exp();
+    let cdf = 0.5 * (1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
     cdf + x * pdf
 }
 
-/// d gelu_tanh(x)/dx.
+/// d gelu_tanh(x)/dx = ½(1 + t) + ½x(1 − t²)·u′ with t = tanh(u); using
+/// s = σ(2u) and e = e^{−2u}: 1 + t = 2s and 1 − t² = 4s²e, no cancellation.
+#[inline(always)]
 pub fn gelu_tanh_grad(x: f32) -> f32 {
-    let inner = SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x);
-    let t = inner.tanh();
-    let dinner = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF * x * x);
-    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner
+    let u = SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x);
+    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF * x * x);
+    let e = fast_math::exp(-2.0 * u);
+    let s = 1.0 / (1.0 + e);
+    s + 2.0 * x * s * s * e * du
 }
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod error;
+mod fast_math;
 pub mod gemm;
 pub mod loss;
 pub mod matmul;
