@@ -3,7 +3,7 @@
 //! Each branch is affine in the input, so their sum is one conv (the authors'
 //! `get_equivalent_kernel_bias` in `repvgg.py`):
 //! - the `k×k` (3×3) branch: its BN folded into the kernel ([`fuse_bn`]);
-//! - the 1×1 branch: BN folded, then zero-padded to `k×k` ([`pad_kernel`]);
+//! - the 1×1 branch: BN folded, then zero-padded to `k×k` ([`pad_kernel`](crate::pad_kernel));
 //! - the identity branch `BN(x)` (only when `C = O` and stride 1): the identity is the
 //!   `k×k` kernel with a single 1 at the centre tap linking channel `i` to itself
 //!   ([`identity_kernel`]); then its BN is folded like any other.
