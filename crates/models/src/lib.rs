@@ -1,13 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+mod isotropic;
+pub mod mixer;
 mod model;
 mod registry;
 pub mod repmlpnet;
+pub mod resmlp;
+pub mod token_mixing;
 
 pub use allmlp_layers as layers;
 pub use allmlp_reparam as reparam;
 pub use error::{ModelError, Result};
+pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;
 pub use registry::{Entry, Family, ModelOptions, create_model, entries, model_names};
 pub use repmlpnet::{RepMlpNet, RepMlpNetConfig};
+pub use resmlp::{ResBlock, ResMlp, ResMlpConfig, load_resmlp_checkpoint};
