@@ -217,7 +217,8 @@ pub fn results(
     found
 }
 
-/// Reads one `new/` directory: `(function id, median ns)` if it is `<kind>/<f>/<case>`.
+/// Reads one `new/` directory: `(implementation, median ns)` if it is `<kind>/<impl>/<case>`,
+/// written either as `BenchmarkId::new(impl, case)` or as `bench_function("impl/case")`.
 fn read_new(
     new: &Path,
     kind: &str,
@@ -226,10 +227,18 @@ fn read_new(
 ) -> Option<(String, f64)> {
     let id: Value =
         serde_json::from_str(&fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
-    if id["group_id"] != kind || id["value_str"] != case {
+    if id["group_id"] != kind {
         return None;
     }
-    let function = id["function_id"].as_str()?.to_string();
+    let function_id = id["function_id"].as_str()?;
+    let function = match id["value_str"].as_str() {
+        Some(value) if value == case => function_id.to_string(),
+        Some(_) => return None,
+        None => function_id
+            .strip_suffix(case)?
+            .strip_suffix('/')?
+            .to_string(),
+    };
     let estimates_path = new.join("estimates.json");
     if let Some(since) = since {
         let modified = fs::metadata(&estimates_path)
@@ -312,8 +321,19 @@ mod tests {
             case,
             9.0,
         );
+        // `bench_function("no-grad/<case>")`: the case is part of the function id.
+        let new = home.join("gemm/no-grad_1568x512x2048/new");
+        fs::create_dir_all(&new).unwrap();
+        let id = serde_json::json!({"group_id": "gemm", "function_id": "no-grad/1568x512x2048", "value_str": null});
+        fs::write(new.join("benchmark.json"), id.to_string()).unwrap();
+        fs::copy(
+            home.join("gemm/tensor-core/1568x512x2048/new/estimates.json"),
+            new.join("estimates.json"),
+        )
+        .unwrap();
         let got = results(&home, "gemm", case, None);
-        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got["no-grad"], 2.5e6);
         assert_eq!(got["tensor-core"], 2.5e6);
         assert_eq!(got["matrixmultiply"], 4e6);
         // Results older than the run are stale.
