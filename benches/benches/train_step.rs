@@ -1,27 +1,23 @@
 //! One full training step — forward, label-smoothed cross-entropy, backward,
-//! AdamW — of the spec's 28×28 tiny Mixer and ResMLP at batch 128, built from
-//! autograd ops with raw parameters (the model code is shared with the
-//! autograd PyTorch-parity test). `cargo xtask bench train-step` runs it beside
+//! AdamW — of the registered `mixer_tiny` and `resmlp_tiny` (28×28×1, 10
+//! classes) at batch 128. `cargo xtask bench train-step` runs it beside
 //! PyTorch's timm models on the same recipe.
 //!
 //! A counting allocator measures the peak heap in use during one step (above
 //! what was live before it); the figure is written to
 //! `$CRITERION_HOME/train_step/peak/<case>.json` for the xtask table.
 
-#[path = "../../crates/autograd/tests/common/tiny_mlp.rs"]
-mod tiny_mlp;
-
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use allmlp_autograd::Var;
 use allmlp_autograd::ops::{Targets, cross_entropy};
 use allmlp_autograd::optim::{Adam, AdamConfig, Optimizer, param_groups_weight_decay};
 use allmlp_benches::{TRAIN_STEP_CASES, TrainStepCase};
+use allmlp_layers::{Ctx, named_parameters};
+use allmlp_models::{Model, ModelOptions, create_model};
 use allmlp_tensor_core::Tensor;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tiny_mlp::{Arch, TinyMlp, param_shapes};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// The system allocator, counting bytes in use and their high-water mark.
 struct Counting;
@@ -53,37 +49,26 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 struct Setup {
-    model: TinyMlp,
+    model: Box<dyn Model>,
     opt: Adam,
     images: Var,
     labels: Vec<usize>,
 }
 
 fn setup(c: &TrainStepCase) -> Setup {
-    let arch = if c.arch == "mixer" {
-        Arch::Mixer
-    } else {
-        Arch::ResMlp
+    let opts = ModelOptions {
+        img_size: Some(c.img),
+        in_chans: Some(c.in_chans),
+        num_classes: Some(c.classes),
+        patch_size: Some(c.patch),
+        ..ModelOptions::default()
     };
-    let shapes = param_shapes(arch, c.in_chans, c.img, c.patch, c.dim, c.depth, c.classes);
-    let params: BTreeMap<String, Var> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, (name, shape))| {
-            let is_scale = name.ends_with("norm1.weight")
-                || name.ends_with("norm2.weight")
-                || name == "norm.weight"
-                || name.ends_with("alpha");
-            let t = if is_scale {
-                Tensor::ones(shape)
-            } else {
-                Tensor::randn(shape, 0.0, 0.02, i as u64)
-            };
-            (name.clone(), Var::parameter(t.unwrap()))
-        })
-        .collect();
-    let named: Vec<(String, Var)> = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let groups = param_groups_weight_decay(named, 0.05, &["*.alpha", "*.beta", "*.ls1", "*.ls2"]);
+    let model = create_model(&format!("{}_tiny", c.arch), &opts).unwrap();
+    let groups = param_groups_weight_decay(
+        named_parameters(model.as_ref()),
+        0.05,
+        &["*.alpha", "*.beta", "*.ls1", "*.ls2"],
+    );
     let opt = Adam::adamw(
         groups,
         AdamConfig {
@@ -97,21 +82,16 @@ fn setup(c: &TrainStepCase) -> Setup {
         Var::constant(Tensor::randn(&[c.batch, c.in_chans, c.img, c.img], 0.0, 1.0, 99).unwrap());
     let labels = (0..c.batch).map(|i| (i * 7) % c.classes).collect();
     Setup {
-        model: TinyMlp {
-            arch,
-            params,
-            patch: c.patch,
-            depth: c.depth,
-        },
+        model,
         opt,
         images,
         labels,
     }
 }
 
-fn step(s: &mut Setup) -> f32 {
+fn step(s: &mut Setup, seed: u64) -> f32 {
     s.opt.zero_grad();
-    let logits = s.model.forward(&s.images).unwrap();
+    let logits = s.model.forward(&s.images, &Ctx::train(seed)).unwrap();
     let loss = cross_entropy(&logits, Targets::Classes(&s.labels), 0.1).unwrap();
     loss.backward().unwrap();
     s.opt.step().unwrap();
@@ -120,10 +100,10 @@ fn step(s: &mut Setup) -> f32 {
 
 /// Peak bytes allocated during one step above what was live before it.
 fn peak_step_bytes(s: &mut Setup) -> usize {
-    step(s); // optimizer state allocated once, outside the measurement
+    step(s, 1); // optimizer state allocated once, outside the measurement
     let before = IN_USE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    step(s);
+    step(s, 2);
     PEAK.load(Ordering::Relaxed) - before
 }
 
@@ -145,12 +125,16 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     for case in &TRAIN_STEP_CASES {
         let mut s = setup(case);
-        let first = step(&mut s);
+        let first = step(&mut s, 0);
         assert!(first.is_finite(), "{}: loss {first}", case.name());
         record_peak(&case.name(), peak_step_bytes(&mut s));
         g.throughput(Throughput::Elements(case.batch as u64));
-        g.bench_function(format!("tensor-core/{}", case.name()), |b| {
-            b.iter(|| step(&mut s))
+        let mut seed = 3;
+        g.bench_function(BenchmarkId::new("tensor-core", case.name()), |b| {
+            b.iter(|| {
+                seed += 1;
+                step(&mut s, seed)
+            })
         });
     }
     g.finish();
