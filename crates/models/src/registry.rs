@@ -57,6 +57,7 @@ pub struct Entry {
 pub fn entries() -> Vec<Entry> {
     let mut v: Vec<Entry> = Vec::new();
     // Families register here: `v.extend(crate::mixer::entries());` …
+    v.extend(crate::repmlp::entries());
     v.sort_by_key(|e| e.name);
     v
 }
