@@ -132,7 +132,8 @@ fn net_parity(name: &str, m: &dyn Model, batch: usize) -> f64 {
 // ------------------------------------------------------------- block parity
 
 fn block_config(sd: &StateDict) -> RepMlpBlockConfig {
-    let c: Value = serde_json::from_str(sd.metadata_value("config").expect("config")).unwrap();
+    let meta: Value = serde_json::from_str(sd.metadata_value("meta").expect("meta")).unwrap();
+    let c = &meta["config"];
     let u = |k: &str| c[k].as_u64().unwrap() as usize;
     let ks: Vec<usize> = c["k"]
         .as_array()
