@@ -5,6 +5,7 @@ mod isotropic;
 pub mod mixer;
 mod model;
 mod registry;
+pub mod repmlp;
 pub mod repmlpnet;
 pub mod resmlp;
 pub mod token_mixing;
@@ -15,5 +16,8 @@ pub use error::{ModelError, Result};
 pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;
 pub use registry::{Entry, Family, ModelOptions, create_model, entries, model_names};
+pub use repmlp::{
+    RepMlpBlock, RepMlpBlockConfig, RepMlpPure, RepMlpPureConfig, RepMlpResNet, RepMlpResNetConfig,
+};
 pub use repmlpnet::{RepMlpNet, RepMlpNetConfig};
 pub use resmlp::{ResBlock, ResMlp, ResMlpConfig, load_resmlp_checkpoint};

@@ -60,6 +60,7 @@ pub fn entries() -> Vec<Entry> {
     v.extend(crate::mixer::entries());
     v.extend(crate::resmlp::entries());
     v.extend(crate::repmlpnet::entries());
+    v.extend(crate::repmlp::entries());
     v.sort_by_key(|e| e.name);
     v
 }
