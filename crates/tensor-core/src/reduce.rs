@@ -87,6 +87,62 @@ fn reduce_rows<T: Send + Copy + Default>(
     out
 }
 
+/// Sums of a contiguous tensor over `axes` without moving data, when the
+/// merged layout is `[outer, mid, inner]` with `outer` and `inner` reduced and
+/// `mid` kept (either reduced part may be absent). `None` for other patterns.
+///
+/// Row sums over `inner` (contiguous), then column sums over `outer`, both in
+/// f64 and in index order, split over fixed blocks of `mid`: exact to f32
+/// rounding and independent of the thread count.
+fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
+    let data = t.as_slice()?;
+    let shape = t.shape();
+    let reduced = |a: usize| axes.contains(&a);
+    // Sizes of the [outer (reduced), mid (kept), inner (reduced)] runs.
+    let (mut outer, mut mid, mut inner) = (1usize, 1usize, 1usize);
+    let mut phase = 0; // 0: outer reduced run, 1: kept run, 2: inner reduced run
+    for (a, &d) in shape.iter().enumerate() {
+        let r = reduced(a);
+        if d == 1 {
+            continue;
+        }
+        match (phase, r) {
+            (0, true) => outer *= d,
+            (0, false) | (1, false) => {
+                phase = 1;
+                mid *= d;
+            }
+            (1, true) | (2, true) => {
+                phase = 2;
+                inner *= d;
+            }
+            _ => return None,
+        }
+    }
+    let col = |j: usize| -> f64 {
+        (0..outer)
+            .map(|o| {
+                let row = &data[(o * mid + j) * inner..(o * mid + j + 1) * inner];
+                row.iter().map(|&v| v as f64).sum::<f64>()
+            })
+            .sum()
+    };
+    let mut out = vec![0f64; mid];
+    if data.len() > 1 << 15 && mid > 1 {
+        threads::install(|| {
+            out.par_chunks_mut(ROWS_PER_TASK.div_ceil(8))
+                .enumerate()
+                .for_each(|(b, o)| {
+                    let j0 = b * ROWS_PER_TASK.div_ceil(8);
+                    o.iter_mut().enumerate().for_each(|(i, v)| *v = col(j0 + i));
+                })
+        });
+    } else {
+        out.iter_mut().enumerate().for_each(|(j, v)| *v = col(j));
+    }
+    Some(out)
+}
+
 fn sum64(r: &[f32]) -> f64 {
     r.iter().map(|&v| v as f64).sum()
 }
@@ -119,14 +175,47 @@ impl Tensor {
 
     /// Sum over `axes` (all axes if empty).
     pub fn sum(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_with("sum", axes, keepdim, true, |r| sum64(r) as f32)
+        self.sum_or_mean("sum", axes, keepdim, false)
     }
 
     /// Mean over `axes` (all axes if empty).
     pub fn mean(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_with("mean", axes, keepdim, false, |r| {
-            (sum64(r) / r.len() as f64) as f32
-        })
+        self.sum_or_mean("mean", axes, keepdim, true)
+    }
+
+    fn sum_or_mean(
+        &self,
+        op: &'static str,
+        axes: &[usize],
+        keepdim: bool,
+        mean: bool,
+    ) -> Result<Tensor> {
+        let checked = check_axes(op, axes, self.ndim())?;
+        let count: usize = checked.iter().map(|&a| self.shape()[a]).product();
+        if count > 0
+            && let Some(sums) = sum_outer_inner(self, &checked)
+        {
+            let kept = |a: &usize| !checked.contains(a);
+            let shape: Vec<usize> = if keepdim {
+                (0..self.ndim())
+                    .map(|a| if kept(&a) { self.shape()[a] } else { 1 })
+                    .collect()
+            } else {
+                (0..self.ndim())
+                    .filter(kept)
+                    .map(|a| self.shape()[a])
+                    .collect()
+            };
+            let scale = if mean { 1.0 / count as f64 } else { 1.0 };
+            return Tensor::from_vec(sums.iter().map(|&v| (v * scale) as f32).collect(), &shape);
+        }
+        if mean {
+            self.reduce_with(op, axes, keepdim, false, |r| {
+                (sum64(r) / r.len() as f64) as f32
+            })
+        } else {
+            self.reduce_with(op, axes, keepdim, true, |r| sum64(r) as f32)
+        }
     }
 
     /// Maximum over `axes` (NaN wins, as in PyTorch).
@@ -322,6 +411,74 @@ mod tests {
                 .abs()
                 < 1e-2
         );
+    }
+
+    #[test]
+    fn contiguous_sums_over_leading_and_trailing_axes_match_naive() {
+        // Contiguous input takes the copy-free [outer, mid, inner] path for
+        // these patterns (and the general path for [1]); all must agree with
+        // plain f64 loops.
+        let t = Tensor::randn(&[5, 7, 3], 0.5, 2.0, 21).unwrap();
+        let at = |i: usize, j: usize, k: usize| t.get(&[i, j, k]).unwrap() as f64;
+        let cases: [(&[usize], Vec<f64>); 7] = [
+            (
+                &[0],
+                (0..21)
+                    .map(|jk| (0..5).map(|i| at(i, jk / 3, jk % 3)).sum())
+                    .collect(),
+            ),
+            (
+                &[2],
+                (0..35)
+                    .map(|ij| (0..3).map(|k| at(ij / 7, ij % 7, k)).sum())
+                    .collect(),
+            ),
+            (
+                &[0, 2],
+                (0..7)
+                    .map(|j| (0..15).map(|ik| at(ik / 3, j, ik % 3)).sum())
+                    .collect(),
+            ),
+            (
+                &[0, 1],
+                (0..3)
+                    .map(|k| (0..35).map(|ij| at(ij / 7, ij % 7, k)).sum())
+                    .collect(),
+            ),
+            (
+                &[1, 2],
+                (0..5)
+                    .map(|i| (0..21).map(|jk| at(i, jk / 3, jk % 3)).sum())
+                    .collect(),
+            ),
+            (
+                &[1],
+                (0..15)
+                    .map(|ik| (0..7).map(|j| at(ik / 3, j, ik % 3)).sum())
+                    .collect(),
+            ),
+            (
+                &[],
+                vec![(0..105).map(|n| at(n / 21, (n / 3) % 7, n % 3)).sum()],
+            ),
+        ];
+        for (axes, want) in cases {
+            assert_close(&t.sum(axes, false).unwrap(), &want);
+            let n = if axes.is_empty() {
+                105
+            } else {
+                axes.iter().map(|&a| t.shape()[a]).product()
+            };
+            let mean: Vec<f64> = want.iter().map(|v| v / n as f64).collect();
+            assert_close(&t.mean(axes, true).unwrap(), &mean);
+        }
+        // Parallel column sums: thread-count independent.
+        let big = Tensor::randn(&[300, 401], 0.0, 1.0, 22).unwrap();
+        crate::set_num_threads(1).unwrap();
+        let one = big.sum(&[0], false).unwrap();
+        crate::set_num_threads(2).unwrap();
+        assert_eq!(one, big.sum(&[0], false).unwrap());
+        assert_close(&one, &naive(&big, 0, |c| c.iter().sum()));
     }
 
     #[test]
