@@ -1,9 +1,116 @@
 //! The `allmlp` command-line program.
 
-fn main() {
-    println!(
-        "allmlp {}: the train/eval/predict/infer/reparam/info/viz commands land with the CLI issues.\n\
-         Today: `cargo xtask bench gemm` measures the tensor core.",
-        env!("CARGO_PKG_VERSION")
-    );
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::{CliResult, ModelArgs};
+
+/// allmlp: MLP-Mixer, ResMLP, RepMLP and RepMLPNet image classifiers in Rust.
+#[derive(Parser, Debug)]
+#[command(name = "allmlp", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every registered model: family, parameters (M) and GMACs per image.
+    Models,
+    /// Per-layer table of a model: output shapes, parameters, MACs, and totals.
+    Info {
+        /// Registered model name (see `allmlp models`).
+        #[arg(long, value_name = "NAME")]
+        model: String,
+        #[command(flatten)]
+        sizes: ModelArgs,
+    },
+    /// Run a model on a batch of images: reads tensor `input` [N, C, H, W] (f32) from the
+    /// input file and writes tensor `logits` [N, classes] to the output file (safetensors).
+    Infer {
+        /// Registered model name; may be omitted when the weights carry `model` metadata (then
+        /// their `config` metadata sets the sizes too).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Checkpoint (safetensors state dict) whose keys and shapes must match the model
+        /// exactly.
+        #[arg(long, value_name = "W.safetensors")]
+        weights: PathBuf,
+        /// Safetensors file holding the tensor `input` [N, C, H, W].
+        #[arg(long, value_name = "X.safetensors")]
+        input: PathBuf,
+        /// Where to write the tensor `logits` [N, classes] (written atomically).
+        #[arg(long, value_name = "Y.safetensors")]
+        output: PathBuf,
+        #[command(flatten)]
+        sizes: ModelArgs,
+    },
+    /// Convert a training checkpoint into its deploy (structurally re-parameterized) form
+    /// (RepMLP, RepMLPNet). Not available yet: the conversion is being written.
+    Reparam {
+        /// Training checkpoint (safetensors) to convert.
+        #[arg(long, value_name = "train.safetensors")]
+        weights: PathBuf,
+        /// Where to write the deploy checkpoint (written atomically).
+        #[arg(long, value_name = "deploy.safetensors")]
+        output: PathBuf,
+        /// Registered model name; may be omitted when the weights carry `model` metadata.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+    },
+}
+
+fn run(cli: Cli) -> CliResult<String> {
+    match cli.command {
+        Command::Models => commands::models::run(),
+        Command::Info { model, sizes } => commands::info::run(&model, &sizes),
+        Command::Infer {
+            model,
+            weights,
+            input,
+            output,
+            sizes,
+        } => commands::infer::run(model.as_deref(), &sizes, &weights, &input, &output),
+        Command::Reparam {
+            weights,
+            output,
+            model,
+        } => commands::reparam::run(
+            &weights,
+            &output,
+            model.as_deref(),
+            commands::reparam::converter(),
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,102 @@
+//! `allmlp infer`: logits for a batch of images, safetensors in and out.
+
+use std::path::Path;
+
+use allmlp_layers::autograd::tensor_core::error::fmt_shape;
+use allmlp_layers::checkpoint::load_state_dict;
+use allmlp_layers::infer;
+use allmlp_layers::state_dict::{StateDict, Strictness};
+use allmlp_models::create_model;
+
+use super::{
+    CliError, CliResult, ModelArgs, check_registered, options_from_config, truncate_lines,
+};
+
+/// Name of the input tensor in the input file.
+pub const INPUT_KEY: &str = "input";
+/// Name of the output tensor in the output file.
+pub const OUTPUT_KEY: &str = "logits";
+
+/// Loads the model (name from `model` or the checkpoint's metadata, sizes from its `config`
+/// metadata unless `args` overrides them), runs one eval forward without a tape on the
+/// `input` tensor of `input` and writes `logits` to `output`.
+pub fn run(
+    model: Option<&str>,
+    args: &ModelArgs,
+    weights: &Path,
+    input: &Path,
+    output: &Path,
+) -> CliResult<String> {
+    let sd = StateDict::load(weights)?;
+    let meta_model = sd.model().map(str::to_string);
+    let name = match (model, meta_model.as_deref()) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => {
+            return Err(CliError(format!(
+                "{}: no `model` metadata in the checkpoint; pass --model NAME",
+                weights.display()
+            )));
+        }
+    };
+    check_registered(&name)?;
+    // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
+    let config: Option<serde_json::Value> = if meta_model.as_deref() == Some(name.as_str()) {
+        sd.config()?
+    } else {
+        None
+    };
+    if config
+        .as_ref()
+        .and_then(|c| c.get("deploy"))
+        .and_then(|d| d.as_bool())
+        == Some(true)
+    {
+        return Err(CliError(format!(
+            "{}: a deploy (re-parameterized) checkpoint of {name}; building deploy models from \
+             the CLI is not available yet",
+            weights.display()
+        )));
+    }
+    let opts = args.apply(options_from_config(config.as_ref()));
+    let net = create_model(&name, &opts)?;
+    load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
+        CliError(truncate_lines(
+            &format!("{e}\n  (the weights are not a checkpoint of {name} with these sizes)"),
+            20,
+        ))
+    })?;
+
+    let inputs = StateDict::load(input)?;
+    let Some(x) = inputs.get(INPUT_KEY) else {
+        let found: Vec<&str> = inputs.keys().collect();
+        return Err(CliError(format!(
+            "{}: no tensor `{INPUT_KEY}` (expected `{INPUT_KEY}` [N, C, H, W] f32; found: {})",
+            input.display(),
+            if found.is_empty() {
+                "no tensors".to_string()
+            } else {
+                found.join(", ")
+            }
+        )));
+    };
+    let [c, h, w] = net.input_shape();
+    let s = x.shape();
+    if s.len() != 4 || s[0] == 0 || s[1..] != [c, h, w] {
+        return Err(CliError(format!(
+            "{}: tensor `{INPUT_KEY}` has shape {}; {name} expects [N, {c}, {h}, {w}] with N ≥ 1",
+            input.display(),
+            fmt_shape(s)
+        )));
+    }
+    let logits = infer(&*net, x)?;
+    let mut out = StateDict::new();
+    out.set_model(name.clone());
+    out.insert(OUTPUT_KEY, logits.clone());
+    out.save(output)?;
+    Ok(format!(
+        "{name}: wrote `{OUTPUT_KEY}` {} to {}",
+        fmt_shape(logits.shape()),
+        output.display()
+    ))
+}

@@ -1,0 +1,117 @@
+//! `allmlp reparam`: converts a training checkpoint into the deploy (re-parameterized) one.
+//!
+//! The conversion itself lives in `allmlp_models::deploy` (being written); this module does the
+//! argument handling and checks around it, behind [`Converter`]. [`converter`] returns `None`
+//! until that function exists; wiring it is one line there.
+
+use std::path::Path;
+
+use allmlp_layers::checkpoint::state_dict;
+use allmlp_layers::state_dict::{StateDict, Strictness};
+use allmlp_models::{ModelOptions, create_model};
+
+use super::{CliError, CliResult, check_registered, options_from_config, truncate_lines};
+
+/// Train state dict, registry name, options → deploy state dict (error message on failure).
+pub type Converter = fn(&StateDict, &str, &ModelOptions) -> Result<StateDict, String>;
+
+/// The train → deploy conversion, once `allmlp_models::deploy::convert_checkpoint` lands:
+/// `Some(|sd, name, o| allmlp_models::deploy::convert_checkpoint(sd, name, o).map_err(|e| e.to_string()))`.
+pub fn converter() -> Option<Converter> {
+    None
+}
+
+/// Reads `weights`, resolves and checks the model, converts with `convert` and writes `output`
+/// (atomically). Nothing is written on any error.
+pub fn run(
+    weights: &Path,
+    output: &Path,
+    model: Option<&str>,
+    convert: Option<Converter>,
+) -> CliResult<String> {
+    let sd = StateDict::load(weights)?;
+    let name = match (model, sd.model()) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => {
+            return Err(CliError(format!(
+                "{}: no `model` metadata in the checkpoint; pass --model NAME",
+                weights.display()
+            )));
+        }
+    };
+    check_registered(&name)?;
+    let config: Option<serde_json::Value> = sd.config()?;
+    if config
+        .as_ref()
+        .and_then(|c| c.get("deploy"))
+        .and_then(|d| d.as_bool())
+        == Some(true)
+    {
+        return Err(CliError(format!(
+            "{}: already a deploy checkpoint (config says deploy: true); reparam takes a \
+             training checkpoint",
+            weights.display()
+        )));
+    }
+    let opts = options_from_config(config.as_ref());
+    // The checkpoint must be the training structure of `name` before anything is converted.
+    let train = create_model(&name, &opts)?;
+    let expected = state_dict(&*train).shapes();
+    sd.clone()
+        .match_expected(expected, Strictness::Strict)
+        .map_err(|e| CliError(truncate_lines(&e.to_string(), 20)))?;
+    let Some(convert) = convert else {
+        return Err(CliError(format!(
+            "reparam: the train→deploy conversion is not available yet in this build \
+             (allmlp_models::deploy is pending); checked {} against {name}, nothing written",
+            weights.display()
+        )));
+    };
+    let mut deploy = convert(&sd, &name, &opts).map_err(|e| CliError(format!("reparam: {e}")))?;
+    if deploy.model().is_none() {
+        deploy.set_model(name.clone());
+    }
+    deploy.save(output)?;
+    Ok(format!(
+        "{name}: wrote the deploy checkpoint {} ({} tensors, {} values; training form had {})",
+        output.display(),
+        deploy.len(),
+        deploy.num_elements(),
+        sd.num_elements()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allmlp_layers::autograd::tensor_core::Tensor;
+
+    fn fake(sd: &StateDict, _: &str, _: &ModelOptions) -> Result<StateDict, String> {
+        let mut out = StateDict::new();
+        out.insert(
+            "n",
+            Tensor::full(&[1], sd.len() as f32).map_err(|e| e.to_string())?,
+        );
+        Ok(out)
+    }
+
+    /// With a converter wired in, its result is written with the model name.
+    #[test]
+    fn a_converter_is_called_and_its_result_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, o) = (
+            dir.path().join("w.safetensors"),
+            dir.path().join("o.safetensors"),
+        );
+        let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
+        let mut sd = state_dict(&*m);
+        sd.set_model("mixer_tiny");
+        sd.save(&w).unwrap();
+        let n = sd.len() as f32;
+        run(&w, &o, None, Some(fake)).unwrap();
+        let back = StateDict::load(&o).unwrap();
+        assert_eq!(back.model(), Some("mixer_tiny"));
+        assert_eq!(back.get("n").unwrap().to_vec(), [n]);
+    }
+}

@@ -1,0 +1,344 @@
+//! End-to-end tests of the `allmlp` binary, each in its own temporary directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use allmlp::layers::autograd::tensor_core::Tensor;
+use allmlp::layers::checkpoint::state_dict;
+use allmlp::layers::state_dict::StateDict;
+use allmlp::layers::{infer, num_parameters};
+use allmlp::models::{ModelOptions, create_model, model_names};
+
+fn allmlp(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_allmlp"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the allmlp binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, `error: ` first line naming `what`, no panic.
+fn assert_fails(o: &Output, what: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    for w in what {
+        assert!(err.contains(w), "expected `{w}` in: {err}");
+    }
+}
+
+/// A fresh mixer_tiny saved with its name and config, its weights changed away from init so
+/// the head is not zero (timm zero-initialises it) and logits are non-trivial.
+fn save_mixer_tiny(path: &Path) -> Box<dyn allmlp::models::Model> {
+    let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
+    m.visit("", &mut Randomize(1));
+    let mut sd = state_dict(&*m);
+    sd.set_model("mixer_tiny");
+    sd.set_config(&m.config()).unwrap();
+    sd.save(path).unwrap();
+    m
+}
+
+struct Randomize(u64);
+
+impl allmlp::layers::Visitor for Randomize {
+    fn param(&mut self, _: &str, p: &allmlp::layers::autograd::Var) {
+        self.0 += 1;
+        let shape = p.value().shape().to_vec();
+        p.set_value(Tensor::randn(&shape, 0.0, 0.05, self.0).unwrap())
+            .unwrap();
+    }
+    fn buffer(&mut self, _: &str, _: &allmlp::layers::Buffer) {}
+}
+
+fn save_input(path: &Path, key: &str, shape: &[usize]) -> Tensor {
+    let x = Tensor::randn(shape, 0.0, 1.0, 7).unwrap();
+    let mut sd = StateDict::new();
+    sd.insert(key, x.clone());
+    sd.save(path).unwrap();
+    x
+}
+
+#[test]
+fn no_arguments_prints_help_and_version_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = allmlp(&[], dir.path());
+    assert!(!o.status.success());
+    let help = stderr(&o);
+    for cmd in ["models", "info", "infer", "reparam"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let o = allmlp(&["--version"], dir.path());
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("allmlp {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = allmlp(&["infer", "--help"], dir.path());
+    for flag in ["--model", "--weights", "--input", "--output", "--img-size"] {
+        assert!(stdout(&o).contains(flag), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn models_lists_every_registered_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = allmlp(&["models"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let names: Vec<&str> = out
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for n in model_names() {
+        assert!(names.contains(&n), "{n} missing from:\n{out}");
+    }
+    let tiny = out.lines().find(|l| l.starts_with("mixer_tiny ")).unwrap();
+    let cols: Vec<&str> = tiny.split_whitespace().collect();
+    assert_eq!(cols[1], "MLP-Mixer");
+    let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
+    assert_eq!(cols[2], format!("{:.2}", num_parameters(&*m) as f64 / 1e6));
+}
+
+#[test]
+fn info_totals_equal_the_parameter_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, opts) in [
+        (
+            vec!["info", "--model", "mixer_tiny"],
+            ModelOptions::default(),
+        ),
+        (
+            vec![
+                "info",
+                "--model",
+                "mixer_tiny",
+                "--img-size",
+                "32",
+                "--in-chans",
+                "3",
+            ],
+            ModelOptions {
+                img_size: Some(32),
+                in_chans: Some(3),
+                ..ModelOptions::default()
+            },
+        ),
+    ] {
+        let o = allmlp(&args, dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let n = num_parameters(&*create_model("mixer_tiny", &opts).unwrap());
+        assert!(out.contains(&format!("\nparams: {n} (")), "{out}");
+        // The per-layer rows add up to the total, and the last row is the logits' shape.
+        let rows: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("---"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let params = |l: &str| -> usize {
+            let cols: Vec<&str> = l.split("  ").filter(|c| !c.trim().is_empty()).collect();
+            cols[cols.len() - 2]
+                .trim()
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        };
+        let (total, layers) = rows.split_last().unwrap();
+        assert_eq!(layers.iter().map(|l| params(l)).sum::<usize>(), n, "{out}");
+        assert_eq!(params(total), n);
+        assert!(
+            total.starts_with("total") && total.contains("[1, 10]"),
+            "{total}"
+        );
+        assert!(
+            layers
+                .iter()
+                .any(|l| l.starts_with("blocks.7") && l.contains("[1, ")),
+            "{out}"
+        );
+    }
+    // A family with parameter-only rows still totals correctly.
+    let o = allmlp(&["info", "--model", "repmlp_tiny"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = num_parameters(&*create_model("repmlp_tiny", &ModelOptions::default()).unwrap());
+    assert!(
+        stdout(&o).contains(&format!("\nparams: {n} (")),
+        "{}",
+        stdout(&o)
+    );
+    assert_fails(
+        &allmlp(&["info", "--model", "mixer_zz"], dir.path()),
+        &["unknown model `mixer_zz`", "mixer_tiny"],
+    );
+}
+
+#[test]
+fn infer_matches_the_library_and_uses_checkpoint_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let m = save_mixer_tiny(&p("w.safetensors"));
+    let x = save_input(&p("x.safetensors"), "input", &[3, 1, 28, 28]);
+    let want = infer(&*m, &x).unwrap();
+    // Without --model (from metadata), and with it.
+    for extra in [&[][..], &["--model", "mixer_tiny"]] {
+        let mut args = vec![
+            "infer",
+            "--weights",
+            "w.safetensors",
+            "--input",
+            "x.safetensors",
+            "--output",
+            "y.safetensors",
+        ];
+        args.extend_from_slice(extra);
+        let o = allmlp(&args, dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let y = StateDict::load(p("y.safetensors")).unwrap();
+        let got = y.get("logits").expect("logits written");
+        assert_eq!(got.shape(), [3, 10]);
+        let (g, w) = (got.to_vec(), want.to_vec());
+        let max = w.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(max > 1e-3, "non-trivial logits");
+        // Same code path on the same weights: equal to float rounding.
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+        std::fs::remove_file(p("y.safetensors")).unwrap();
+    }
+}
+
+#[test]
+fn infer_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    save_mixer_tiny(&p("w.safetensors"));
+    save_input(&p("x.safetensors"), "input", &[2, 1, 28, 28]);
+    save_input(&p("other_key.safetensors"), "images", &[2, 1, 28, 28]);
+    save_input(&p("wrong_shape.safetensors"), "input", &[2, 1, 32, 32]);
+    std::fs::write(
+        p("corrupt.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
+    )
+    .unwrap();
+    // Weights of another model, without metadata.
+    let r = create_model("resmlp_tiny", &ModelOptions::default()).unwrap();
+    state_dict(&*r).save(p("resmlp.safetensors")).unwrap();
+
+    let run = |w: &str, x: &str, model: Option<&str>| {
+        let mut args = vec![
+            "infer",
+            "--weights",
+            w,
+            "--input",
+            x,
+            "--output",
+            "y.safetensors",
+        ];
+        if let Some(m) = model {
+            args.extend(["--model", m]);
+        }
+        allmlp(&args, dir.path())
+    };
+    assert_fails(
+        &run("w.safetensors", "x.safetensors", Some("mixer_zz")),
+        &["unknown model `mixer_zz`", "mixer_tiny", "resmlp_tiny"],
+    );
+    assert_fails(
+        &run("w.safetensors", "other_key.safetensors", None),
+        &["other_key.safetensors", "no tensor `input`", "images"],
+    );
+    assert_fails(
+        &run("w.safetensors", "wrong_shape.safetensors", None),
+        &["[2, 1, 32, 32]", "mixer_tiny expects [N, 1, 28, 28]"],
+    );
+    assert_fails(
+        &run("resmlp.safetensors", "x.safetensors", Some("mixer_tiny")),
+        &[
+            "does not match",
+            "missing key `blocks.0.mlp_tokens.fc1.weight`",
+            "unexpected key",
+        ],
+    );
+    assert_fails(
+        &run("resmlp.safetensors", "x.safetensors", None),
+        &["no `model` metadata", "--model"],
+    );
+    assert_fails(
+        &run("corrupt.safetensors", "x.safetensors", Some("mixer_tiny")),
+        &["corrupt.safetensors", "not a valid safetensors file"],
+    );
+    assert_fails(
+        &run("w.safetensors", "corrupt.safetensors", None),
+        &["corrupt.safetensors", "not a valid safetensors file"],
+    );
+    assert_fails(
+        &run("missing.safetensors", "x.safetensors", None),
+        &["missing.safetensors", "cannot"],
+    );
+    assert!(!p("y.safetensors").exists(), "nothing written on errors");
+}
+
+#[test]
+fn reparam_is_not_available_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    save_mixer_tiny(&p("w.safetensors"));
+    let o = allmlp(
+        &[
+            "reparam",
+            "--weights",
+            "w.safetensors",
+            "--output",
+            "d.safetensors",
+        ],
+        dir.path(),
+    );
+    assert_fails(&o, &["not available yet", "nothing written"]);
+    assert!(!p("d.safetensors").exists());
+    // Its own argument errors come first.
+    assert_fails(
+        &allmlp(
+            &[
+                "reparam",
+                "--weights",
+                "w.safetensors",
+                "--output",
+                "d.safetensors",
+                "--model",
+                "nope",
+            ],
+            dir.path(),
+        ),
+        &["unknown model `nope`"],
+    );
+    assert_fails(
+        &allmlp(
+            &[
+                "reparam",
+                "--weights",
+                "w.safetensors",
+                "--output",
+                "d.safetensors",
+                "--model",
+                "resmlp_tiny",
+            ],
+            dir.path(),
+        ),
+        &["does not match", "missing key"],
+    );
+}
