@@ -7,8 +7,8 @@
 //! - [`RepMlpPure`]: our pure-MLP nets `repmlp_pure` (CIFAR) and `repmlp_tiny` (Fashion-MNIST).
 //!
 //! Names and parameter layouts are the authors', so their checkpoints load unchanged. The
-//! conversion train → deploy (structural re-parameterization) is not here yet: see
-//! docs/repmlp.md.
+//! conversion train → deploy (structural re-parameterization) is `to_deploy` on each model,
+//! block and [`ConvBn`] (see [`crate::deploy`] and docs/reparam.md).
 
 mod block;
 mod conv_bn;

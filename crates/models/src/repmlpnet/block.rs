@@ -24,7 +24,7 @@
 //!   compute what they computed there.
 //!
 //! Deploy (`local_inject`): the local branches and `fc3_bn` fold into `fc3.weight`/`fc3.bias`
-//! (docs/repmlpnet.md); this block only holds the structure.
+//! ([`RepMlpBlock::to_deploy`], docs/reparam.md).
 
 use allmlp_layers::autograd::ops::{Conv2dParams, adaptive_avg_pool2d};
 use allmlp_layers::autograd::tensor_core::TensorError;

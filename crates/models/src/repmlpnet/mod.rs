@@ -9,7 +9,8 @@
 //! structure (`fc3` + `fc3_bn` + local conv-BN branches `repconv{k}`) and the deploy structure
 //! the authors' `locality_injection()` produces (`fc3` with a bias, nothing else). Build the
 //! deploy structure with `deploy: true` in the configuration and load converted weights into
-//! it; the train → deploy conversion itself is planned on `allmlp-reparam` (docs/repmlpnet.md).
+//! it, or convert a trained model with [`RepMlpNet::to_deploy`] (the authors'
+//! `locality_injection()`, on `allmlp-reparam`; see [`crate::deploy`]).
 //!
 //! ```
 //! use allmlp_models::repmlpnet::{RepMlpNet, RepMlpNetConfig};
