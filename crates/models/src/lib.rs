@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod deploy;
 mod error;
 mod isotropic;
 pub mod mixer;
@@ -12,6 +13,10 @@ pub mod token_mixing;
 
 pub use allmlp_layers as layers;
 pub use allmlp_reparam as reparam;
+pub use deploy::{
+    Deployable, convert_checkpoint, create_deploy_model, create_deployable, deployable_names,
+    to_deploy,
+};
 pub use error::{ModelError, Result};
 pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;

@@ -39,7 +39,10 @@ use allmlp_layers::autograd::{AutogradError, Result, Var};
 use allmlp_layers::{BatchNorm1d, BatchNorm2d, Conv2d, Ctx, Linear, Module, Visitor, join};
 use serde_json::{Value, json};
 
+use allmlp_reparam::{ConvBn as ReparamConvBn, Fc3Bn, equivalent_fc3, fold_bn_into_fc1};
+
 use super::fc3::GroupedFc;
+use crate::deploy::{already_deployed, bn1d, bn2d, copy_linear};
 use crate::error::ModelError;
 
 /// The configuration of one RepMLP block (the arguments of the authors' `RepMLP`).
@@ -294,6 +297,67 @@ impl RepMlpBlock {
     /// True for the deploy form.
     pub fn is_deploy(&self) -> bool {
         self.train.is_none()
+    }
+
+    /// The deploy form of this (train-form) block, computed once from its parameters and
+    /// eval-mode BN statistics (the paper's structural re-parameterization):
+    ///
+    /// - `fc3` ⊕ `fc3_bn` ⊕ every `repconv{k}` (BN folded, padded to the largest `k`, converted
+    ///   to an FC by `allmlp_reparam::conv_to_fc`) → `fc3.weight` + `fc3.bias`
+    ///   (`allmlp_reparam::equivalent_fc3`);
+    /// - `avg.bn` folded into `fc1_fc2.fc1` (`allmlp_reparam::fold_bn_into_fc1`); `fc2` copied.
+    ///
+    /// A deploy-form block is an error (`InvalidConfig`).
+    pub fn to_deploy(&self) -> std::result::Result<RepMlpBlock, ModelError> {
+        let Some(t) = &self.train else {
+            return Err(already_deployed("RepMLP block"));
+        };
+        let global = match &self.global {
+            Some(gp) => {
+                let fc1 = match &gp.bn {
+                    Some(bn) => {
+                        let b0 = gp.fc1.bias.as_ref().map(|b| b.value());
+                        let (w, b) =
+                            fold_bn_into_fc1(&bn2d(bn)?, &gp.fc1.weight.value(), b0.as_ref())?;
+                        Linear::from_tensors(w, Some(b))?
+                    }
+                    None => copy_linear(&gp.fc1)?,
+                };
+                Some(GlobalPerceptron {
+                    bn: None,
+                    fc1,
+                    fc2: copy_linear(&gp.fc2)?,
+                })
+            }
+            None => None,
+        };
+        let local = t
+            .local
+            .iter()
+            .map(|b| {
+                Ok(ReparamConvBn {
+                    kernel: b.conv.weight.value(),
+                    bn: bn2d(&b.bn)?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, ModelError>>()?;
+        let (h, w) = self.config.partition;
+        let g = self.config.fc3_groups;
+        let fc3_bn = bn1d(&t.fc3_bn)?;
+        let (weight, bias) = equivalent_fc3(
+            &self.fc3.weight.value(),
+            Fc3Bn::PerOutput(&fc3_bn),
+            &local,
+            g,
+            h,
+            w,
+        )?;
+        Ok(RepMlpBlock {
+            config: self.config.clone().deploy(),
+            global,
+            fc3: GroupedFc::from_tensors(weight, Some(bias), g)?,
+            train: None,
+        })
     }
 
     fn check_input(&self, s: &[usize]) -> Result<()> {

@@ -7,6 +7,10 @@
 use allmlp_layers::autograd::ops::Conv2dParams;
 use allmlp_layers::autograd::{Result, Var};
 use allmlp_layers::{BatchNorm2d, Conv2d, Ctx, Module, Visitor, join};
+use allmlp_reparam::fuse_bn;
+
+use crate::deploy::{bn2d, copy_conv2d};
+use crate::error::ModelError;
 
 /// Conv → BN (train form) or conv with bias (deploy form), then ReLU if `relu`.
 #[derive(Debug)]
@@ -77,6 +81,24 @@ impl ConvBn {
     /// True for the deploy form.
     pub fn is_deploy(&self) -> bool {
         self.bn.is_none()
+    }
+
+    /// The deploy form: the BN (eval-mode statistics) folded into the conv, which gains a
+    /// bias (`allmlp_reparam::fuse_bn`); a deploy-form `ConvBn` is copied as it is.
+    pub fn to_deploy(&self) -> std::result::Result<ConvBn, ModelError> {
+        let conv = match &self.bn {
+            Some(bn) => {
+                let b0 = self.conv.bias.as_ref().map(|b| b.value());
+                let (w, b) = fuse_bn(&self.conv.weight.value(), b0.as_ref(), &bn2d(bn)?)?;
+                Conv2d::from_tensors(w, Some(b), self.conv.params)?
+            }
+            None => copy_conv2d(&self.conv)?,
+        };
+        Ok(ConvBn {
+            conv,
+            bn: None,
+            relu: self.relu,
+        })
     }
 }
 

@@ -7,8 +7,8 @@
 //! - [`RepMlpPure`]: our pure-MLP nets `repmlp_pure` (CIFAR) and `repmlp_tiny` (Fashion-MNIST).
 //!
 //! Names and parameter layouts are the authors', so their checkpoints load unchanged. The
-//! conversion train → deploy (structural re-parameterization) is not here yet: see
-//! docs/repmlp.md.
+//! conversion train → deploy (structural re-parameterization) is `to_deploy` on each model,
+//! block and [`ConvBn`] (see [`crate::deploy`] and docs/reparam.md).
 
 mod block;
 mod conv_bn;
@@ -151,5 +151,58 @@ pub(crate) fn entries() -> Vec<Entry> {
             "small pure-MLP RepMLP for Fashion-MNIST 1x28x28 (16/32/64, 7x7 partitions, g=4)",
             tiny,
         ),
+    ]
+}
+
+// ------------------------------------------------------------- deploy (train → deploy conversion)
+
+impl crate::deploy::Deployable for RepMlpResNet {
+    fn deploy(&self) -> Result<Box<dyn crate::Model>, ModelError> {
+        Ok(Box::new(self.to_deploy()?))
+    }
+}
+
+impl crate::deploy::Deployable for RepMlpPure {
+    fn deploy(&self) -> Result<Box<dyn crate::Model>, ModelError> {
+        Ok(Box::new(self.to_deploy()?))
+    }
+}
+
+type Form = Result<Box<dyn crate::deploy::Deployable>, ModelError>;
+
+fn resnet_form(name: &str, block: ResNetBlockKind, o: &ModelOptions, deploy: bool) -> Form {
+    let mut cfg = RepMlpResNetConfig::res50_224(block);
+    cfg.deploy = deploy;
+    Ok(Box::new(RepMlpResNet::with_options(name, cfg, o)?))
+}
+
+fn pure_form(name: &str, mut cfg: RepMlpPureConfig, o: &ModelOptions, deploy: bool) -> Form {
+    cfg.deploy = deploy;
+    Ok(Box::new(RepMlpPure::with_options(name, cfg, o)?))
+}
+
+/// The RepMLP (v1) models with a deploy form: every registered one, built in either form.
+pub(crate) fn deploy_entries() -> Vec<crate::deploy::DeployEntry> {
+    use crate::deploy::DeployEntry;
+    vec![
+        DeployEntry {
+            name: "repmlp_res50_light_224",
+            build: |o, d| resnet_form("repmlp_res50_light_224", ResNetBlockKind::Light, o, d),
+        },
+        DeployEntry {
+            name: "repmlp_res50_bottleneck_224",
+            build: |o, d| {
+                let k = ResNetBlockKind::Bottleneck;
+                resnet_form("repmlp_res50_bottleneck_224", k, o, d)
+            },
+        },
+        DeployEntry {
+            name: "repmlp_pure",
+            build: |o, d| pure_form("repmlp_pure", RepMlpPureConfig::pure_cifar(), o, d),
+        },
+        DeployEntry {
+            name: "repmlp_tiny",
+            build: |o, d| pure_form("repmlp_tiny", RepMlpPureConfig::tiny_fmnist(), o, d),
+        },
     ]
 }

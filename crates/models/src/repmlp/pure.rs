@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::block::{RepMlpBlock, RepMlpBlockConfig};
 use super::conv_bn::{ConvBn, ConvSpec};
 use super::{Opts, check_image, into_autograd};
+use crate::deploy::{already_deployed, copy_linear};
 use crate::error::ModelError;
 use crate::model::Model;
 
@@ -210,15 +211,59 @@ impl RepMlpPure {
     /// Builds a registered configuration with the registry options applied.
     pub(crate) fn build(
         name: &str,
-        mut config: RepMlpPureConfig,
+        config: RepMlpPureConfig,
         o: &crate::ModelOptions,
     ) -> std::result::Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(RepMlpPure::with_options(name, config, o)?))
+    }
+
+    /// [`RepMlpPure::new`] of a registered configuration with the registry options applied.
+    pub(crate) fn with_options(
+        name: &str,
+        mut config: RepMlpPureConfig,
+        o: &crate::ModelOptions,
+    ) -> std::result::Result<RepMlpPure, ModelError> {
         let opts = Opts::check(name, o)?;
         config.img_size = opts.img_size.unwrap_or(config.img_size);
         config.in_chans = opts.in_chans.unwrap_or(config.in_chans);
         config.num_classes = opts.num_classes.unwrap_or(config.num_classes);
         config.drop_rate = opts.drop_rate;
-        Ok(Box::new(RepMlpPure::new(name, config, o.seed)?))
+        RepMlpPure::new(name, config, o.seed)
+    }
+
+    /// The deploy-form model computed once from this trained model (eval-mode BN statistics):
+    /// the stem and every `fc` ConvBNReLU → conv with bias, every RepMLP block → its deploy
+    /// form ([`RepMlpBlock::to_deploy`]); `linear` copied. `self` is untouched. An
+    /// already-deployed model is an `InvalidConfig` error naming it.
+    pub fn to_deploy(&self) -> std::result::Result<RepMlpPure, ModelError> {
+        if self.config.deploy {
+            return Err(already_deployed(&self.name));
+        }
+        let mut saved = 0u64;
+        let mut stages = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let mut units = Vec::with_capacity(stage.len());
+            for u in stage {
+                let r = &u.repmlp.config;
+                saved += r.macs() - r.clone().deploy().macs();
+                units.push(PureUnit {
+                    repmlp: u.repmlp.to_deploy()?,
+                    fc: u.fc.to_deploy()?,
+                });
+            }
+            stages.push(units);
+        }
+        let mut config = self.config.clone();
+        config.deploy = true;
+        Ok(RepMlpPure {
+            name: self.name.clone(),
+            config,
+            macs: self.macs - saved,
+            stem: self.stem.to_deploy()?,
+            stages,
+            drop: self.drop,
+            linear: copy_linear(&self.linear)?,
+        })
     }
 
     /// The configuration.

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::block::{RepMlpBlock, RepMlpBlockConfig};
 use super::conv_bn::{ConvBn, ConvSpec};
 use super::{Opts, check_image, into_autograd};
+use crate::deploy::{already_deployed, copy_linear};
 use crate::error::ModelError;
 use crate::model::Model;
 
@@ -189,6 +190,48 @@ pub enum ResBlock {
     Light(Box<LightBlock>),
     /// Bottleneck RepMLP block.
     Bottleneck(Box<BottleneckBlock>),
+}
+
+fn deploy_opt(m: &Option<ConvBn>) -> std::result::Result<Option<ConvBn>, ModelError> {
+    m.as_ref().map(ConvBn::to_deploy).transpose()
+}
+
+impl ResBlock {
+    /// The deploy form: every ConvBN folded into a conv with bias, the RepMLP block in its
+    /// deploy form ([`RepMlpBlock::to_deploy`]).
+    pub fn to_deploy(&self) -> std::result::Result<ResBlock, ModelError> {
+        Ok(match self {
+            ResBlock::Base(b) => ResBlock::Base(Box::new(BaseBlock {
+                shortcut: deploy_opt(&b.shortcut)?,
+                conv1: b.conv1.to_deploy()?,
+                conv2: b.conv2.to_deploy()?,
+                conv3: b.conv3.to_deploy()?,
+            })),
+            ResBlock::Light(b) => ResBlock::Light(Box::new(LightBlock {
+                shortcut: deploy_opt(&b.shortcut)?,
+                light_conv1: b.light_conv1.to_deploy()?,
+                light_repmlp: b.light_repmlp.to_deploy()?,
+                light_conv3: b.light_conv3.to_deploy()?,
+            })),
+            ResBlock::Bottleneck(b) => ResBlock::Bottleneck(Box::new(BottleneckBlock {
+                shortcut: deploy_opt(&b.shortcut)?,
+                btnk_conv1: b.btnk_conv1.to_deploy()?,
+                btnk_conv2: b.btnk_conv2.to_deploy()?,
+                btnk_repmlp: b.btnk_repmlp.to_deploy()?,
+                btnk_conv4: b.btnk_conv4.to_deploy()?,
+                btnk_conv5: b.btnk_conv5.to_deploy()?,
+            })),
+        })
+    }
+
+    /// The RepMLP block of this block, if it has one.
+    fn repmlp(&self) -> Option<&RepMlpBlock> {
+        match self {
+            ResBlock::Base(_) => None,
+            ResBlock::Light(b) => Some(&b.light_repmlp),
+            ResBlock::Bottleneck(b) => Some(&b.btnk_repmlp),
+        }
+    }
 }
 
 fn residual(body: Var, shortcut: &Option<ConvBn>, x: &Var, ctx: &Ctx) -> Result<Var> {
@@ -423,12 +466,52 @@ impl RepMlpResNet {
     /// Builds a registered configuration with the registry options applied.
     pub(crate) fn build(
         name: &str,
-        mut config: RepMlpResNetConfig,
+        config: RepMlpResNetConfig,
         o: &crate::ModelOptions,
     ) -> std::result::Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(RepMlpResNet::with_options(name, config, o)?))
+    }
+
+    /// [`RepMlpResNet::new`] of a registered configuration with the registry options applied.
+    pub(crate) fn with_options(
+        name: &str,
+        mut config: RepMlpResNetConfig,
+        o: &crate::ModelOptions,
+    ) -> std::result::Result<RepMlpResNet, ModelError> {
         let opts = Opts::check(name, o)?;
         config.apply(&opts);
-        Ok(Box::new(RepMlpResNet::new(name, config, o.seed)?))
+        RepMlpResNet::new(name, config, o.seed)
+    }
+
+    /// The deploy-form model computed once from this trained model (eval-mode BN statistics):
+    /// every ConvBN → conv with bias, every RepMLP block → its deploy form
+    /// ([`RepMlpBlock::to_deploy`]); `linear` copied. `self` is untouched. An already-deployed
+    /// model is an `InvalidConfig` error naming it.
+    pub fn to_deploy(&self) -> std::result::Result<RepMlpResNet, ModelError> {
+        if self.config.deploy {
+            return Err(already_deployed(&self.name));
+        }
+        let mut stages: [Vec<ResBlock>; 4] = Default::default();
+        let mut saved = 0u64;
+        for (dst, src) in stages.iter_mut().zip(&self.stages) {
+            for block in src {
+                if let Some(r) = block.repmlp() {
+                    saved += r.config.macs() - r.config.clone().deploy().macs();
+                }
+                dst.push(block.to_deploy()?);
+            }
+        }
+        let mut config = self.config.clone();
+        config.deploy = true;
+        Ok(RepMlpResNet {
+            name: self.name.clone(),
+            macs: self.macs - saved,
+            config,
+            stem: self.stem.to_deploy()?,
+            stages,
+            drop: self.drop,
+            linear: copy_linear(&self.linear)?,
+        })
     }
 
     /// The configuration.

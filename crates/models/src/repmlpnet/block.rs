@@ -24,7 +24,7 @@
 //!   compute what they computed there.
 //!
 //! Deploy (`local_inject`): the local branches and `fc3_bn` fold into `fc3.weight`/`fc3.bias`
-//! (docs/repmlpnet.md); this block only holds the structure.
+//! ([`RepMlpBlock::to_deploy`], docs/reparam.md).
 
 use allmlp_layers::autograd::ops::{Conv2dParams, adaptive_avg_pool2d};
 use allmlp_layers::autograd::tensor_core::TensorError;
@@ -32,7 +32,11 @@ use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::autograd::{Result, Var};
 use allmlp_layers::{BatchNorm2d, Conv2d, Ctx, Module, Visitor, join};
 
+use allmlp_reparam::{ConvBn as ReparamConvBn, Fc3Bn, equivalent_fc3};
+
 use super::conv_bn::ConvBn;
+use crate::deploy::{already_deployed, bn2d, copy_conv2d};
+use crate::error::ModelError;
 
 /// The SE-like Global Perceptron (`gp.fc1`, `gp.fc2`).
 #[derive(Debug)]
@@ -208,6 +212,48 @@ impl RepMlpBlock {
     /// True for the deploy structure.
     pub fn is_deploy(&self) -> bool {
         matches!(self.form, BlockForm::Deploy)
+    }
+
+    /// The deploy (locality-injected) form of this training-structure block, computed once
+    /// from its parameters and eval-mode BN statistics, as the authors' `local_inject`:
+    /// `fc3` ⊕ `fc3_bn` (`BatchNorm2d(S)`, repeat-interleaved `h·w` times) ⊕ every
+    /// `repconv{k}` (BN folded, padded to the largest `k`, depthwise conv → FC) →
+    /// `fc3.weight` + `fc3.bias` (`allmlp_reparam::equivalent_fc3` with `Fc3Bn::PerChannel`);
+    /// `gp` copied. A deploy-form block is an error.
+    pub fn to_deploy(&self) -> std::result::Result<RepMlpBlock, ModelError> {
+        let BlockForm::Train { fc3_bn, local } = &self.form else {
+            return Err(already_deployed("RepMLPNet block"));
+        };
+        let branches = local
+            .iter()
+            .map(|b| {
+                Ok(ReparamConvBn {
+                    kernel: b.conv_bn.conv.weight.value(),
+                    bn: bn2d(&b.conv_bn.bn)?,
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, ModelError>>()?;
+        let bn = bn2d(fc3_bn)?;
+        let (weight, bias) = equivalent_fc3(
+            &self.fc3.weight.value(),
+            Fc3Bn::PerChannel(&bn),
+            &branches,
+            self.sharesets,
+            self.h,
+            self.w,
+        )?;
+        Ok(RepMlpBlock {
+            channels: self.channels,
+            h: self.h,
+            w: self.w,
+            sharesets: self.sharesets,
+            gp: GlobalPerceptron {
+                fc1: copy_conv2d(&self.gp.fc1)?,
+                fc2: copy_conv2d(&self.gp.fc2)?,
+            },
+            fc3: Conv2d::from_tensors(weight, Some(bias), self.fc3.params)?,
+            form: BlockForm::Deploy,
+        })
     }
 
     /// FC3 as one batched GEMM over the sharesets: `rows [B, S, h·w]` → `[B, S, h·w]`,

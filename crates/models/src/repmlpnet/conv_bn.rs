@@ -6,6 +6,9 @@ use allmlp_layers::autograd::ops::Conv2dParams;
 use allmlp_layers::autograd::{Result, Var};
 use allmlp_layers::{BatchNorm2d, Conv2d, Ctx, Module, Visitor, join};
 
+use crate::deploy::{copy_bn2d, copy_conv2d};
+use crate::error::ModelError;
+
 /// Conv (no bias) → BN → optional ReLU.
 #[derive(Debug)]
 pub struct ConvBn {
@@ -32,6 +35,18 @@ impl ConvBn {
             conv: Conv2d::new(cin, cout, (k, k), params, false, seed)?,
             bn: BatchNorm2d::new(cout)?,
             relu,
+        })
+    }
+}
+
+impl ConvBn {
+    /// An independent copy (the authors' `locality_injection` leaves these conv-BNs unfused,
+    /// so the deploy model carries them unchanged).
+    pub fn copy(&self) -> std::result::Result<ConvBn, ModelError> {
+        Ok(ConvBn {
+            conv: copy_conv2d(&self.conv)?,
+            bn: copy_bn2d(&self.bn)?,
+            relu: self.relu,
         })
     }
 }

@@ -9,7 +9,8 @@
 //! structure (`fc3` + `fc3_bn` + local conv-BN branches `repconv{k}`) and the deploy structure
 //! the authors' `locality_injection()` produces (`fc3` with a bias, nothing else). Build the
 //! deploy structure with `deploy: true` in the configuration and load converted weights into
-//! it; the train → deploy conversion itself is planned on `allmlp-reparam` (docs/repmlpnet.md).
+//! it, or convert a trained model with [`RepMlpNet::to_deploy`] (the authors'
+//! `locality_injection()`, on `allmlp-reparam`; see [`crate::deploy`]).
 //!
 //! ```
 //! use allmlp_models::repmlpnet::{RepMlpNet, RepMlpNetConfig};
@@ -237,6 +238,38 @@ pub fn entries() -> Vec<Entry> {
                 build: |o: &ModelOptions| {
                     let net = RepMlpNet::new(&$f().with_options(o)?)?;
                     Ok(Box::new(net) as Box<dyn Model>)
+                },
+            }
+        };
+    }
+    vec![
+        entry!(0, repmlpnet_t224),
+        entry!(1, repmlpnet_b224),
+        entry!(2, repmlpnet_t256),
+        entry!(3, repmlpnet_b256),
+        entry!(4, repmlpnet_d256),
+        entry!(5, repmlpnet_l256),
+    ]
+}
+
+impl crate::deploy::Deployable for RepMlpNet {
+    fn deploy(&self) -> Result<Box<dyn Model>> {
+        Ok(Box::new(self.to_deploy()?))
+    }
+}
+
+/// Every named RepMLPNet, built in either form (train → deploy conversion).
+pub(crate) fn deploy_entries() -> Vec<crate::deploy::DeployEntry> {
+    macro_rules! entry {
+        ($i:expr, $f:ident) => {
+            crate::deploy::DeployEntry {
+                name: NAMED[$i].0,
+                build: |o: &ModelOptions, deploy: bool| {
+                    let cfg = RepMlpNetConfig {
+                        deploy,
+                        ..$f().with_options(o)?
+                    };
+                    Ok(Box::new(RepMlpNet::new(&cfg)?) as Box<dyn crate::deploy::Deployable>)
                 },
             }
         };
@@ -507,6 +540,39 @@ impl RepMlpNet {
                 maps.join(", ")
             ),
             got: fmt_shape(shape),
+        })
+    }
+
+    /// The deploy (locality-injected) model computed once from this trained model, as the
+    /// authors' `locality_injection()`: every block's `fc3_bn` and local branches folded into
+    /// `fc3.weight` + `fc3.bias` ([`RepMlpBlock::to_deploy`]); everything else
+    /// (`conv_embedding`, `embeds`, the FFN conv-BNs, `prebn1/2`, `head_norm`, `head`) copied
+    /// unfused, as the authors leave it. `self` is untouched; an already-deployed model is an
+    /// `InvalidConfig` error naming it.
+    pub fn to_deploy(&self) -> Result<RepMlpNet> {
+        if self.config.deploy {
+            return Err(crate::deploy::already_deployed(&self.config.name));
+        }
+        let stages = self
+            .stages
+            .iter()
+            .map(|units| units.iter().map(RepMlpNetUnit::to_deploy).collect())
+            .collect::<Result<Vec<Vec<_>>>>()?;
+        let embeds = self
+            .embeds
+            .iter()
+            .map(ConvBn::copy)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RepMlpNet {
+            config: RepMlpNetConfig {
+                deploy: true,
+                ..self.config.clone()
+            },
+            conv_embedding: self.conv_embedding.copy()?,
+            stages,
+            embeds,
+            head_norm: crate::deploy::copy_bn2d(&self.head_norm)?,
+            head: crate::deploy::copy_linear(&self.head)?,
         })
     }
 

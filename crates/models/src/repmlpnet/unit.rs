@@ -9,6 +9,8 @@ use allmlp_layers::{BatchNorm2d, Ctx, Gelu, Module, Visitor, join};
 
 use super::block::{RepMlpBlock, RepMlpBlockConfig};
 use super::conv_bn::ConvBn;
+use crate::deploy::copy_bn2d;
+use crate::error::ModelError;
 
 /// The channel-mixing FFN (`ffn_block`).
 #[derive(Debug)]
@@ -73,6 +75,23 @@ impl RepMlpNetUnit {
             ffn_block: FfnBlock::new(c, c * ffn_expand, act, seed.wrapping_add(16))?,
             prebn1: BatchNorm2d::new(c)?,
             prebn2: BatchNorm2d::new(c)?,
+        })
+    }
+}
+
+impl RepMlpNetUnit {
+    /// The deploy form: the block locality-injected ([`RepMlpBlock::to_deploy`]); the FFN and
+    /// the pre-BNs copied unfused, as the authors' `locality_injection` leaves them.
+    pub fn to_deploy(&self) -> std::result::Result<RepMlpNetUnit, ModelError> {
+        Ok(RepMlpNetUnit {
+            repmlp_block: self.repmlp_block.to_deploy()?,
+            ffn_block: FfnBlock {
+                ffn_fc1: self.ffn_block.ffn_fc1.copy()?,
+                ffn_fc2: self.ffn_block.ffn_fc2.copy()?,
+                act: self.ffn_block.act,
+            },
+            prebn1: copy_bn2d(&self.prebn1)?,
+            prebn2: copy_bn2d(&self.prebn2)?,
         })
     }
 }
