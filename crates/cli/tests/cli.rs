@@ -294,7 +294,7 @@ fn infer_errors_name_the_problem() {
 }
 
 #[test]
-fn reparam_is_not_available_yet() {
+fn reparam_refuses_models_with_nothing_to_convert() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     save_mixer_tiny(&p("w.safetensors"));
@@ -308,7 +308,7 @@ fn reparam_is_not_available_yet() {
         ],
         dir.path(),
     );
-    assert_fails(&o, &["not available yet", "nothing written"]);
+    assert_fails(&o, &["mixer_tiny", "has no deploy form"]);
     assert!(!p("d.safetensors").exists());
     // Its own argument errors come first.
     assert_fails(
@@ -341,4 +341,99 @@ fn reparam_is_not_available_yet() {
         ),
         &["does not match", "missing key"],
     );
+}
+
+/// Randomises BatchNorm running statistics too (defaults would hide fusion errors).
+struct RandomizeAll(u64);
+
+impl allmlp::layers::Visitor for RandomizeAll {
+    fn param(&mut self, name: &str, p: &allmlp::layers::autograd::Var) {
+        Randomize(self.0).param(name, p);
+        self.0 += 1;
+    }
+    fn buffer(&mut self, name: &str, b: &allmlp::layers::Buffer) {
+        self.0 += 1;
+        let shape = b.get().shape().to_vec();
+        if name.ends_with("running_var") {
+            b.set(Tensor::rand_uniform(&shape, 0.5, 2.0, self.0).unwrap());
+        } else if name.ends_with("running_mean") {
+            b.set(Tensor::randn(&shape, 0.0, 0.5, self.0).unwrap());
+        }
+    }
+}
+
+#[test]
+fn reparam_then_infer_gives_the_training_form_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let m = create_model("repmlp_tiny", &ModelOptions::default()).unwrap();
+    m.visit("", &mut RandomizeAll(3));
+    let mut sd = state_dict(&*m);
+    sd.set_model("repmlp_tiny");
+    sd.set_config(&m.config()).unwrap();
+    sd.save(p("train.safetensors")).unwrap();
+    let x = save_input(&p("x.safetensors"), "input", &[2, 1, 28, 28]);
+    let want = infer(&*m, &x).unwrap();
+
+    let o = allmlp(
+        &[
+            "reparam",
+            "--weights",
+            "train.safetensors",
+            "--output",
+            "deploy.safetensors",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deployed = StateDict::load(p("deploy.safetensors")).unwrap();
+    assert_eq!(deployed.metadata_value("deploy"), Some("true"));
+    assert!(
+        deployed
+            .keys()
+            .all(|k| !k.contains("fc3_bn") && !k.contains("repconv"))
+    );
+
+    let o = allmlp(
+        &[
+            "infer",
+            "--weights",
+            "deploy.safetensors",
+            "--input",
+            "x.safetensors",
+            "--output",
+            "y.safetensors",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = StateDict::load(p("y.safetensors"))
+        .unwrap()
+        .get("logits")
+        .unwrap()
+        .clone();
+    let (g, w) = (got.to_vec(), want.to_vec());
+    let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let diff = g
+        .iter()
+        .zip(&w)
+        .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+    assert!(
+        diff <= 1e-4 * scale,
+        "deploy logits differ by {diff} (scale {scale})"
+    );
+
+    // Converting the deploy checkpoint again is an error, and writes nothing.
+    let o = allmlp(
+        &[
+            "reparam",
+            "--weights",
+            "deploy.safetensors",
+            "--output",
+            "again.safetensors",
+        ],
+        dir.path(),
+    );
+    assert_fails(&o, &["already"]);
+    assert!(!p("again.safetensors").exists());
 }

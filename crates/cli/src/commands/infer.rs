@@ -6,7 +6,7 @@ use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::checkpoint::load_state_dict;
 use allmlp_layers::infer;
 use allmlp_layers::state_dict::{StateDict, Strictness};
-use allmlp_models::create_model;
+use allmlp_models::{create_deploy_model, create_model};
 
 use super::{
     CliError, CliResult, ModelArgs, check_registered, options_from_config, truncate_lines,
@@ -46,20 +46,19 @@ pub fn run(
     } else {
         None
     };
-    if config
+    let deploy = config
         .as_ref()
         .and_then(|c| c.get("deploy"))
         .and_then(|d| d.as_bool())
         == Some(true)
-    {
-        return Err(CliError(format!(
-            "{}: a deploy (re-parameterized) checkpoint of {name}; building deploy models from \
-             the CLI is not available yet",
-            weights.display()
-        )));
-    }
+        || sd.metadata_value("deploy") == Some("true");
     let opts = args.apply(options_from_config(config.as_ref()));
-    let net = create_model(&name, &opts)?;
+    // A deploy (re-parameterized) checkpoint runs in the deploy structure.
+    let net = if deploy {
+        create_deploy_model(&name, &opts)?
+    } else {
+        create_model(&name, &opts)?
+    };
     load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
         CliError(truncate_lines(
             &format!("{e}\n  (the weights are not a checkpoint of {name} with these sizes)"),

@@ -1,8 +1,7 @@
 //! `allmlp reparam`: converts a training checkpoint into the deploy (re-parameterized) one.
 //!
-//! The conversion itself lives in `allmlp_models::deploy` (being written); this module does the
-//! argument handling and checks around it, behind [`Converter`]. [`converter`] returns `None`
-//! until that function exists; wiring it is one line there.
+//! The conversion itself is `allmlp_models::convert_checkpoint`; this module does the argument
+//! handling and checks around it, behind [`Converter`] (so tests can stand in a converter).
 
 use std::path::Path;
 
@@ -15,10 +14,11 @@ use super::{CliError, CliResult, check_registered, options_from_config, truncate
 /// Train state dict, registry name, options → deploy state dict (error message on failure).
 pub type Converter = fn(&StateDict, &str, &ModelOptions) -> Result<StateDict, String>;
 
-/// The train → deploy conversion, once `allmlp_models::deploy::convert_checkpoint` lands:
-/// `Some(|sd, name, o| allmlp_models::deploy::convert_checkpoint(sd, name, o).map_err(|e| e.to_string()))`.
+/// The train → deploy conversion: `allmlp_models::convert_checkpoint`.
 pub fn converter() -> Option<Converter> {
-    None
+    Some(|sd, name, opts| {
+        allmlp_models::convert_checkpoint(sd.clone(), name, opts).map_err(|e| e.to_string())
+    })
 }
 
 /// Reads `weights`, resolves and checks the model, converts with `convert` and writes `output`
