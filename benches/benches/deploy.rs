@@ -9,8 +9,14 @@
 
 use allmlp_layers::{Module, infer};
 use allmlp_models::repmlp::ResNetBlockKind;
-use allmlp_models::repmlpnet::{RepMlpNet, RepMlpNetConfig, repmlpnet_l256, repmlpnet_t224};
-use allmlp_models::{Model, RepMlpPure, RepMlpPureConfig, RepMlpResNet, RepMlpResNetConfig};
+use allmlp_models::repmlpnet::{
+    RepMlpNet, RepMlpNetConfig, repmlpnet_b224, repmlpnet_b256, repmlpnet_d256, repmlpnet_l256,
+    repmlpnet_t224, repmlpnet_t256,
+};
+use allmlp_models::{
+    Model, RepMlpBlock, RepMlpBlockConfig, RepMlpPure, RepMlpPureConfig, RepMlpResNet,
+    RepMlpResNetConfig,
+};
 use allmlp_tensor_core::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::Duration;
@@ -61,17 +67,28 @@ fn cases() -> Vec<Case> {
         let (mt, md) = (t.macs(), d.macs());
         v.push((name, 8, Box::new(t), Box::new(d), mt, md));
     }
-    let name = "repmlp_res50_light_224";
-    let cfg = RepMlpResNetConfig::res50_224(ResNetBlockKind::Light);
-    let t = RepMlpResNet::new(name, cfg, 0).unwrap();
-    let d = t.to_deploy().unwrap();
-    let (mt, md) = (t.macs(), d.macs());
-    v.push((name, 1, Box::new(t), Box::new(d), mt, md));
-    let cfg = repmlpnet_t224();
-    let t = RepMlpNet::new(&cfg).unwrap();
-    let d = t.to_deploy().unwrap();
-    let (mt, md) = (repmlpnet_macs(&t.config), repmlpnet_macs(&d.config));
-    v.push(("repmlpnet_t224", 1, Box::new(t), Box::new(d), mt, md));
+    for (name, kind) in [
+        ("repmlp_res50_light_224", ResNetBlockKind::Light),
+        ("repmlp_res50_bottleneck_224", ResNetBlockKind::Bottleneck),
+    ] {
+        let t = RepMlpResNet::new(name, RepMlpResNetConfig::res50_224(kind), 0).unwrap();
+        let d = t.to_deploy().unwrap();
+        let (mt, md) = (t.macs(), d.macs());
+        v.push((name, 1, Box::new(t), Box::new(d), mt, md));
+    }
+    for (name, cfg) in [
+        ("repmlpnet_t224", repmlpnet_t224()),
+        ("repmlpnet_b224", repmlpnet_b224()),
+        ("repmlpnet_t256", repmlpnet_t256()),
+        ("repmlpnet_b256", repmlpnet_b256()),
+        ("repmlpnet_d256", repmlpnet_d256()),
+        ("repmlpnet_l256", repmlpnet_l256()),
+    ] {
+        let t = RepMlpNet::new(&cfg).unwrap();
+        let d = t.to_deploy().unwrap();
+        let (mt, md) = (repmlpnet_macs(&t.config), repmlpnet_macs(&d.config));
+        v.push((name, 1, Box::new(t), Box::new(d), mt, md));
+    }
     v
 }
 
@@ -98,6 +115,26 @@ fn forward(c: &mut Criterion) {
     g.finish();
 }
 
+/// One RepMLP v1 block as in RepMLP-Res50's stage 2 light blocks (C = O = 64 on 28×28,
+/// 7×7 partitions, k = 1, 3, 5, g = 4), batch 8.
+fn block(c: &mut Criterion) {
+    let cfg = RepMlpBlockConfig::new(64, 64, (28, 28), (7, 7), &[1, 3, 5], 1, 4);
+    let train = RepMlpBlock::new(cfg, 0).unwrap();
+    let dep = train.to_deploy().unwrap();
+    let x = Tensor::randn(&[8, 64, 28, 28], 0.0, 1.0, 1).unwrap();
+    let mut g = c.benchmark_group("deploy");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    for (form, m) in [("train-form", &train), ("deploy-form", &dep)] {
+        let m: &dyn Module = m;
+        g.bench_function(format!("{form}/repmlp_block_c64_28_g4"), |b| {
+            b.iter(|| infer(m, &x).unwrap())
+        });
+    }
+    g.finish();
+}
+
 fn convert(c: &mut Criterion) {
     let cfg = repmlpnet_l256();
     let train = RepMlpNet::new(&cfg).unwrap();
@@ -111,5 +148,5 @@ fn convert(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, forward, convert);
+criterion_group!(benches, block, forward, convert);
 criterion_main!(benches);
