@@ -60,9 +60,11 @@ impl Rng {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
-    /// Uniform integer in `0..n` (`n > 0`), without modulo bias.
+    /// Uniform integer in `0..n`, without modulo bias; an empty range (`n == 0`) gives 0.
     pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0, "Rng::below needs n > 0");
+        if n == 0 {
+            return 0;
+        }
         let zone = u64::MAX - u64::MAX % n;
         loop {
             let v = self.next_u64();
@@ -120,5 +122,7 @@ mod tests {
         for _ in 0..1000 {
             assert!(r.below(7) < 7);
         }
+        assert_eq!(r.below(0), 0);
+        assert_eq!(r.below(1), 0);
     }
 }
