@@ -93,9 +93,12 @@ impl<'a> MatRef<'a> {
         self.data
     }
 
-    /// Element `(i, j)`; panics if out of range (for tests and references).
-    pub fn at(&self, i: usize, j: usize) -> f32 {
-        self.data[i * self.rs + j * self.cs]
+    /// Element `(i, j)`, or `None` outside the matrix.
+    pub fn at(&self, i: usize, j: usize) -> Option<f32> {
+        if i >= self.rows || j >= self.cols {
+            return None;
+        }
+        self.data.get(i * self.rs + j * self.cs).copied()
     }
 
     /// Trusted constructor for layouts derived from a validated one.

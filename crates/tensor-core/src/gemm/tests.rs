@@ -64,7 +64,7 @@ fn reference(
         for j in 0..n {
             let (mut s, mut abs) = (0f64, 0f64);
             for p in 0..k {
-                let x = a.at(i, p) as f64 * b.at(p, j) as f64;
+                let x = a.at(i, p).unwrap() as f64 * b.at(p, j).unwrap() as f64;
                 s += x;
                 abs += x.abs();
             }
@@ -479,4 +479,13 @@ fn invalid_input_is_an_error_naming_the_op() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn element_access_is_checked() {
+    let a = MatRef::row_major(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap();
+    assert_eq!(a.at(1, 2), Some(6.0));
+    assert_eq!(a.t().at(2, 1), Some(6.0));
+    assert_eq!(a.at(2, 0), None);
+    assert_eq!(a.at(0, 3), None);
 }
