@@ -1,7 +1,6 @@
 //! Tiny MLP-Mixer and ResMLP built from raw autograd ops, with timm's parameter
-//! names. Shared by the PyTorch parity test and the train-step benchmark
-//! (`benches/benches/train_step.rs` includes this file) until the layers and
-//! models crates provide the real modules.
+//! names, for the PyTorch gradient-parity test: autograd is tested on its own,
+//! below the layers and models crates (which have parity tests of their own).
 
 #![allow(dead_code)]
 
@@ -25,70 +24,6 @@ pub struct TinyMlp {
     pub params: BTreeMap<String, Var>,
     pub patch: usize,
     pub depth: usize,
-}
-
-/// Shapes of a tiny model's parameters, in timm's names.
-pub fn param_shapes(
-    arch: Arch,
-    in_chans: usize,
-    img: usize,
-    patch: usize,
-    dim: usize,
-    depth: usize,
-    classes: usize,
-) -> Vec<(String, Vec<usize>)> {
-    let s = (img / patch) * (img / patch);
-    let mut v = vec![
-        (
-            "stem.proj.weight".to_string(),
-            vec![dim, in_chans, patch, patch],
-        ),
-        ("stem.proj.bias".to_string(), vec![dim]),
-    ];
-    let mut add = |n: String, shape: Vec<usize>| v.push((n, shape));
-    for i in 0..depth {
-        let b = format!("blocks.{i}");
-        match arch {
-            Arch::Mixer => {
-                let ds = dim / 2;
-                for n in ["norm1", "norm2"] {
-                    add(format!("{b}.{n}.weight"), vec![dim]);
-                    add(format!("{b}.{n}.bias"), vec![dim]);
-                }
-                add(format!("{b}.mlp_tokens.fc1.weight"), vec![ds, s]);
-                add(format!("{b}.mlp_tokens.fc1.bias"), vec![ds]);
-                add(format!("{b}.mlp_tokens.fc2.weight"), vec![s, ds]);
-                add(format!("{b}.mlp_tokens.fc2.bias"), vec![s]);
-            }
-            Arch::ResMlp => {
-                for n in ["norm1", "norm2"] {
-                    add(format!("{b}.{n}.alpha"), vec![1, 1, dim]);
-                    add(format!("{b}.{n}.beta"), vec![1, 1, dim]);
-                }
-                add(format!("{b}.linear_tokens.weight"), vec![s, s]);
-                add(format!("{b}.linear_tokens.bias"), vec![s]);
-                add(format!("{b}.ls1"), vec![dim]);
-                add(format!("{b}.ls2"), vec![dim]);
-            }
-        }
-        add(format!("{b}.mlp_channels.fc1.weight"), vec![4 * dim, dim]);
-        add(format!("{b}.mlp_channels.fc1.bias"), vec![4 * dim]);
-        add(format!("{b}.mlp_channels.fc2.weight"), vec![dim, 4 * dim]);
-        add(format!("{b}.mlp_channels.fc2.bias"), vec![dim]);
-    }
-    match arch {
-        Arch::Mixer => {
-            add("norm.weight".into(), vec![dim]);
-            add("norm.bias".into(), vec![dim]);
-        }
-        Arch::ResMlp => {
-            add("norm.alpha".into(), vec![1, 1, dim]);
-            add("norm.beta".into(), vec![1, 1, dim]);
-        }
-    }
-    add("head.weight".into(), vec![classes, dim]);
-    add("head.bias".into(), vec![classes]);
-    v
 }
 
 impl TinyMlp {
