@@ -2,7 +2,7 @@
 
 pub mod deploy;
 mod error;
-mod isotropic;
+pub mod isotropic;
 pub mod mixer;
 mod model;
 mod registry;
@@ -18,6 +18,7 @@ pub use deploy::{
     to_deploy,
 };
 pub use error::{ModelError, Result};
+pub use isotropic::{IsotropicConfig, IsotropicNet};
 pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;
 pub use registry::{Entry, Family, ModelOptions, create_model, entries, model_names};

@@ -26,19 +26,15 @@
 
 use allmlp_layers::autograd::tensor_core::Rng;
 use allmlp_layers::autograd::{Result as AgResult, Var};
-use allmlp_layers::{
-    Activation, Ctx, DropPath, Dropout, LayerNorm, Linear, Mlp, Module, PatchEmbed, Visitor, join,
-    visit_list,
-};
+use allmlp_layers::{Ctx, DropPath, LayerNorm, Mlp, Module, Visitor, join};
 use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::isotropic::{
-    Check, check_image, drop_path_rates, field, head_forward, into_autograd, xavier_linear,
-    zero_head,
+    Check, Common, IsotropicConfig, IsotropicNet, entry, field, shared_config_methods,
+    xavier_linear,
 };
-use crate::model::Model;
-use crate::registry::{Entry, Family, ModelOptions};
+use crate::registry::{Entry, Family};
 use crate::token_mixing::token_mlp;
 
 /// One configuration struct builds every Mixer size.
@@ -93,24 +89,6 @@ impl MixerConfig {
         }
     }
 
-    /// Number of tokens S = (H/P)·(W/P).
-    pub fn num_patches(&self) -> usize {
-        let g = self.img_size / self.patch_size.max(1);
-        g * g
-    }
-
-    /// The config with the set fields of `opts` applied (the seed is not part of it).
-    pub fn with_options(mut self, opts: &ModelOptions) -> MixerConfig {
-        self.img_size = opts.img_size.unwrap_or(self.img_size);
-        self.in_chans = opts.in_chans.unwrap_or(self.in_chans);
-        self.num_classes = opts.num_classes.unwrap_or(self.num_classes);
-        self.patch_size = opts.patch_size.unwrap_or(self.patch_size);
-        self.gelu_tanh |= opts.gelu_tanh;
-        self.drop_rate = opts.drop_rate;
-        self.drop_path_rate = opts.drop_path_rate;
-        self
-    }
-
     /// Trainable parameters of the model this config builds, counted from the
     /// shapes (no allocation; equals `num_parameters` of the built model).
     pub fn num_parameters(&self) -> usize {
@@ -120,49 +98,6 @@ impl MixerConfig {
         let stem = c * self.in_chans * p * p + c;
         let block = 2 * c + (ds * s + ds) + (s * ds + s) + 2 * c + (dc * c + dc) + (c * dc + c);
         stem + self.depth * block + 2 * c + (c * self.num_classes + self.num_classes)
-    }
-
-    /// Checks sizes and rates; `model` names the model in the error.
-    pub fn validate(&self, model: &str) -> Result<()> {
-        let ck = Check { model };
-        ck.positive(&[
-            ("img_size", self.img_size),
-            ("patch_size", self.patch_size),
-            ("in_chans", self.in_chans),
-            ("num_classes", self.num_classes),
-            ("embed_dim", self.embed_dim),
-            ("depth", self.depth),
-            ("tokens_hidden", self.tokens_hidden),
-            ("channels_hidden", self.channels_hidden),
-        ])?;
-        ck.patches(self.img_size, self.patch_size)?;
-        ck.probs(&[
-            ("drop_rate", self.drop_rate),
-            ("proj_drop_rate", self.proj_drop_rate),
-            ("drop_path_rate", self.drop_path_rate),
-        ])?;
-        ck.finite("norm_eps", self.norm_eps)
-    }
-
-    /// Every field as JSON, with `"arch": "mixer"` and the derived `num_patches`.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "arch": "mixer",
-            "img_size": self.img_size,
-            "patch_size": self.patch_size,
-            "in_chans": self.in_chans,
-            "num_classes": self.num_classes,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_patches": self.num_patches(),
-            "tokens_hidden": self.tokens_hidden,
-            "channels_hidden": self.channels_hidden,
-            "gelu_tanh": self.gelu_tanh,
-            "norm_eps": self.norm_eps,
-            "drop_rate": self.drop_rate,
-            "proj_drop_rate": self.proj_drop_rate,
-            "drop_path_rate": self.drop_path_rate,
-        })
     }
 
     /// The config [`MixerConfig::to_json`] wrote (`model` names it in errors).
@@ -182,14 +117,6 @@ impl MixerConfig {
             proj_drop_rate: field(model, v, "proj_drop_rate")?,
             drop_path_rate: field(model, v, "drop_path_rate")?,
         })
-    }
-
-    fn act(&self) -> Activation {
-        if self.gelu_tanh {
-            Activation::GeluTanh
-        } else {
-            Activation::Gelu
-        }
     }
 }
 
@@ -291,150 +218,99 @@ impl Module for MixerBlock {
 }
 
 /// The MLP-Mixer classifier (timm's `MlpMixer` with `MixerBlock`s).
-#[derive(Debug)]
-pub struct Mixer {
-    /// Patch embedding `stem.proj` (Conv P×P, stride P) → `[B, S, C]`.
-    pub stem: PatchEmbed,
-    /// The blocks, `blocks.{i}`.
-    pub blocks: Vec<MixerBlock>,
-    /// Final LayerNorm.
-    pub norm: LayerNorm,
-    /// Dropout before the head.
-    pub head_drop: Dropout,
-    /// Classifier `C → classes`.
-    pub head: Linear,
-    cfg: MixerConfig,
-    name: String,
-}
+pub type Mixer = IsotropicNet<MixerConfig>;
 
-impl Mixer {
-    /// Builds `cfg` with timm's initialisation drawn from `seed`: Linears
-    /// xavier-uniform with `N(0, 1e-6)` biases, head zero, stem LeCun-normal with
-    /// zero bias, LayerNorms 1/0. `name` is what [`Model::name`] reports.
-    pub fn new(name: &str, cfg: &MixerConfig, seed: u64) -> Result<Mixer> {
-        cfg.validate(name)?;
-        let mut rng = Rng::new(seed);
-        let (img, c) = (cfg.img_size, cfg.embed_dim);
-        let stem = PatchEmbed::new((img, img), cfg.patch_size, cfg.in_chans, c, rng.next_u64())?;
-        let blocks = drop_path_rates(cfg.drop_path_rate, cfg.depth)
-            .into_iter()
-            .map(|dp| MixerBlock::new(cfg, dp, &mut rng))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Mixer {
-            stem,
-            blocks,
-            norm: LayerNorm::new(c, cfg.norm_eps, true)?,
-            head_drop: Dropout::new(cfg.drop_rate)?,
-            head: zero_head(c, cfg.num_classes)?,
-            cfg: cfg.clone(),
-            name: name.to_string(),
+shared_config_methods!(MixerConfig);
+
+impl IsotropicConfig for MixerConfig {
+    type Block = MixerBlock;
+    type Norm = LayerNorm;
+
+    fn common(&self) -> Common {
+        self.shared()
+    }
+
+    /// Checks sizes and rates; `model` names the model in the error.
+    fn validate(&self, model: &str) -> Result<()> {
+        let ck = Check { model };
+        let sizes = [
+            ("tokens_hidden", self.tokens_hidden),
+            ("channels_hidden", self.channels_hidden),
+        ];
+        ck.isotropic(&self.shared(), &sizes, self.proj_drop_rate)?;
+        ck.finite("norm_eps", self.norm_eps)
+    }
+
+    /// Every field as JSON, with `"arch": "mixer"` and the derived `num_patches`.
+    fn to_json(&self) -> Value {
+        json!({
+            "arch": "mixer",
+            "img_size": self.img_size,
+            "patch_size": self.patch_size,
+            "in_chans": self.in_chans,
+            "num_classes": self.num_classes,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_patches": self.num_patches(),
+            "tokens_hidden": self.tokens_hidden,
+            "channels_hidden": self.channels_hidden,
+            "gelu_tanh": self.gelu_tanh,
+            "norm_eps": self.norm_eps,
+            "drop_rate": self.drop_rate,
+            "proj_drop_rate": self.proj_drop_rate,
+            "drop_path_rate": self.drop_path_rate,
         })
     }
 
-    /// The configuration it was built from.
-    pub fn cfg(&self) -> &MixerConfig {
-        &self.cfg
+    fn block(&self, drop_path: f32, rng: &mut Rng) -> Result<MixerBlock> {
+        MixerBlock::new(self, drop_path, rng)
     }
 
-    /// `Ok` for an image batch `[B, C, H, W]` of the size the model was built for,
-    /// else [`crate::ModelError::BadInput`] naming the model and the expected `[C, H, W]`.
-    pub fn check_input(&self, shape: &[usize]) -> Result<()> {
-        check_image(&self.name, shape, self.input_shape())
+    fn norm(&self) -> Result<LayerNorm> {
+        Ok(LayerNorm::new(self.embed_dim, self.norm_eps, true)?)
     }
-
-    /// `x [B, C, H, W]` → final-normed tokens `[B, S, C]` (before pooling).
-    pub fn forward_features(&self, x: &Var, ctx: &Ctx) -> AgResult<Var> {
-        self.check_input(&x.shape()).map_err(into_autograd)?;
-        let mut x = self.stem.forward(x, ctx)?;
-        for b in &self.blocks {
-            x = b.forward(&x, ctx)?;
-        }
-        self.norm.forward(&x, ctx)
-    }
-}
-
-impl Module for Mixer {
-    /// `x [B, C, H, W]` → logits `[B, classes]`; a wrong input size is an error
-    /// naming the model and the `[C, H, W]` it takes.
-    fn forward(&self, x: &Var, ctx: &Ctx) -> AgResult<Var> {
-        let f = self.forward_features(x, ctx)?;
-        head_forward(&f, &self.head_drop, &self.head, ctx)
-    }
-
-    fn visit(&self, prefix: &str, v: &mut dyn Visitor) {
-        self.stem.visit(&join(prefix, "stem"), v);
-        visit_list(prefix, "blocks", &self.blocks, v);
-        self.norm.visit(&join(prefix, "norm"), v);
-        self.head.visit(&join(prefix, "head"), v);
-    }
-}
-
-impl Model for Mixer {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn config(&self) -> Value {
-        let mut v = self.cfg.to_json();
-        v["name"] = json!(self.name);
-        v
-    }
-
-    fn input_shape(&self) -> [usize; 3] {
-        [self.cfg.in_chans, self.cfg.img_size, self.cfg.img_size]
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
-    }
-}
-
-macro_rules! entry {
-    ($name:ident, $desc:expr) => {
-        Entry {
-            name: stringify!($name),
-            family: Family::Mixer,
-            description: $desc,
-            build: |o: &ModelOptions| {
-                let cfg = $name().with_options(o);
-                Ok(Box::new(Mixer::new(stringify!($name), &cfg, o.seed)?) as Box<dyn Model>)
-            },
-        }
-    };
 }
 
 /// The registered Mixer models.
 pub fn entries() -> Vec<Entry> {
     vec![
         entry!(
+            Family::Mixer,
             mixer_s32_224,
             "MLP-Mixer S/32, 224×224, C 512, depth 8 (19.10M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_s16_224,
             "MLP-Mixer S/16, 224×224, C 512, depth 8 (18.53M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_b32_224,
             "MLP-Mixer B/32, 224×224, C 768, depth 12 (60.29M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_b16_224,
             "MLP-Mixer B/16, 224×224, C 768, depth 12 (59.88M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_l32_224,
             "MLP-Mixer L/32, 224×224, C 1024, depth 24 (206.94M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_l16_224,
             "MLP-Mixer L/16, 224×224, C 1024, depth 24 (208.20M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_h14_224,
             "MLP-Mixer H/14 (paper), 224×224, C 1280, depth 32 (431M)"
         ),
         entry!(
+            Family::Mixer,
             mixer_tiny,
             "small MLP-Mixer for 28×28/32×32: P 4, C 128, depth 8, D_S 64, D_C 512"
         ),
@@ -444,6 +320,7 @@ pub fn entries() -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
     use allmlp_layers::autograd::tensor_core::Tensor;
     use allmlp_layers::num_parameters;
 

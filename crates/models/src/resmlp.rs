@@ -29,19 +29,15 @@ use allmlp_layers::autograd::tensor_core::Rng;
 use allmlp_layers::autograd::{Result as AgResult, Var};
 use allmlp_layers::checkpoint::load_state_dict;
 use allmlp_layers::state_dict::{LoadReport, StateDict, Strictness, resmlp_authors_to_timm};
-use allmlp_layers::{
-    Activation, Affine, Ctx, DropPath, Dropout, LayerScale, Linear, Mlp, Module, PatchEmbed,
-    Visitor, join, visit_list,
-};
+use allmlp_layers::{Affine, Ctx, DropPath, LayerScale, Linear, Mlp, Module, Visitor, join};
 use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::isotropic::{
-    Check, check_image, drop_path_rates, field, head_forward, into_autograd, xavier_linear,
-    zero_head,
+    Check, Common, IsotropicConfig, IsotropicNet, entry, field, shared_config_methods,
+    xavier_linear,
 };
-use crate::model::Model;
-use crate::registry::{Entry, Family, ModelOptions};
+use crate::registry::{Entry, Family};
 use crate::token_mixing::token_linear;
 
 /// One configuration struct builds every ResMLP size.
@@ -98,24 +94,6 @@ impl ResMlpConfig {
         }
     }
 
-    /// Number of tokens S.
-    pub fn num_patches(&self) -> usize {
-        let g = self.img_size / self.patch_size.max(1);
-        g * g
-    }
-
-    /// The config with the set fields of `opts` applied (the seed is not part of it).
-    pub fn with_options(mut self, opts: &ModelOptions) -> ResMlpConfig {
-        self.img_size = opts.img_size.unwrap_or(self.img_size);
-        self.in_chans = opts.in_chans.unwrap_or(self.in_chans);
-        self.num_classes = opts.num_classes.unwrap_or(self.num_classes);
-        self.patch_size = opts.patch_size.unwrap_or(self.patch_size);
-        self.gelu_tanh |= opts.gelu_tanh;
-        self.drop_rate = opts.drop_rate;
-        self.drop_path_rate = opts.drop_path_rate;
-        self
-    }
-
     /// Trainable parameters, counted from the shapes (no allocation).
     pub fn num_parameters(&self) -> usize {
         let (c, s, h, p) = (
@@ -127,47 +105,6 @@ impl ResMlpConfig {
         let stem = c * self.in_chans * p * p + c;
         let block = 2 * c + 2 * c + (s * s + s) + 2 * c + (h * c + h) + (c * h + c);
         stem + self.depth * block + 2 * c + (c * self.num_classes + self.num_classes)
-    }
-
-    /// Checks sizes and rates; `model` names the model in the error.
-    pub fn validate(&self, model: &str) -> Result<()> {
-        let ck = Check { model };
-        ck.positive(&[
-            ("img_size", self.img_size),
-            ("patch_size", self.patch_size),
-            ("in_chans", self.in_chans),
-            ("num_classes", self.num_classes),
-            ("embed_dim", self.embed_dim),
-            ("depth", self.depth),
-            ("channels_hidden", self.channels_hidden),
-        ])?;
-        ck.patches(self.img_size, self.patch_size)?;
-        ck.probs(&[
-            ("drop_rate", self.drop_rate),
-            ("proj_drop_rate", self.proj_drop_rate),
-            ("drop_path_rate", self.drop_path_rate),
-        ])?;
-        ck.finite("init_values", self.init_values)
-    }
-
-    /// Every field as JSON, with `"arch": "resmlp"` and the derived `num_patches`.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "arch": "resmlp",
-            "img_size": self.img_size,
-            "patch_size": self.patch_size,
-            "in_chans": self.in_chans,
-            "num_classes": self.num_classes,
-            "embed_dim": self.embed_dim,
-            "depth": self.depth,
-            "num_patches": self.num_patches(),
-            "channels_hidden": self.channels_hidden,
-            "init_values": self.init_values,
-            "gelu_tanh": self.gelu_tanh,
-            "drop_rate": self.drop_rate,
-            "proj_drop_rate": self.proj_drop_rate,
-            "drop_path_rate": self.drop_path_rate,
-        })
     }
 
     /// The config [`ResMlpConfig::to_json`] wrote.
@@ -186,14 +123,6 @@ impl ResMlpConfig {
             proj_drop_rate: field(model, v, "proj_drop_rate")?,
             drop_path_rate: field(model, v, "drop_path_rate")?,
         })
-    }
-
-    fn act(&self) -> Activation {
-        if self.gelu_tanh {
-            Activation::GeluTanh
-        } else {
-            Activation::Gelu
-        }
     }
 }
 
@@ -289,101 +218,53 @@ impl Module for ResBlock {
     }
 }
 
-/// The ResMLP classifier.
-#[derive(Debug)]
-pub struct ResMlp {
-    /// Patch embedding `stem.proj`.
-    pub stem: PatchEmbed,
-    /// The blocks, `blocks.{i}`.
-    pub blocks: Vec<ResBlock>,
-    /// Final Affine.
-    pub norm: Affine,
-    /// Dropout before the head.
-    pub head_drop: Dropout,
-    /// Classifier `C → classes`.
-    pub head: Linear,
-    cfg: ResMlpConfig,
-    name: String,
-}
+/// The ResMLP classifier (timm's `MlpMixer` with `ResBlock`s).
+pub type ResMlp = IsotropicNet<ResMlpConfig>;
 
-impl ResMlp {
-    /// Builds `cfg` with timm's initialisation from `seed`: token and channel Linears
-    /// xavier-uniform (channel-MLP biases `N(0, 1e-6)`, token bias zero), head zero,
-    /// stem LeCun-normal, Affine 1/0, LayerScale `init_values`.
-    pub fn new(name: &str, cfg: &ResMlpConfig, seed: u64) -> Result<ResMlp> {
-        cfg.validate(name)?;
-        let mut rng = Rng::new(seed);
-        let (img, c) = (cfg.img_size, cfg.embed_dim);
-        let stem = PatchEmbed::new((img, img), cfg.patch_size, cfg.in_chans, c, rng.next_u64())?;
-        let blocks = drop_path_rates(cfg.drop_path_rate, cfg.depth)
-            .into_iter()
-            .map(|dp| ResBlock::new(cfg, dp, &mut rng))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ResMlp {
-            stem,
-            blocks,
-            norm: Affine::new(c)?,
-            head_drop: Dropout::new(cfg.drop_rate)?,
-            head: zero_head(c, cfg.num_classes)?,
-            cfg: cfg.clone(),
-            name: name.to_string(),
+shared_config_methods!(ResMlpConfig);
+
+impl IsotropicConfig for ResMlpConfig {
+    type Block = ResBlock;
+    type Norm = Affine;
+
+    fn common(&self) -> Common {
+        self.shared()
+    }
+
+    /// Checks sizes and rates; `model` names the model in the error.
+    fn validate(&self, model: &str) -> Result<()> {
+        let ck = Check { model };
+        let sizes = [("channels_hidden", self.channels_hidden)];
+        ck.isotropic(&self.shared(), &sizes, self.proj_drop_rate)?;
+        ck.finite("init_values", self.init_values)
+    }
+
+    /// Every field as JSON, with `"arch": "resmlp"` and the derived `num_patches`.
+    fn to_json(&self) -> Value {
+        json!({
+            "arch": "resmlp",
+            "img_size": self.img_size,
+            "patch_size": self.patch_size,
+            "in_chans": self.in_chans,
+            "num_classes": self.num_classes,
+            "embed_dim": self.embed_dim,
+            "depth": self.depth,
+            "num_patches": self.num_patches(),
+            "channels_hidden": self.channels_hidden,
+            "init_values": self.init_values,
+            "gelu_tanh": self.gelu_tanh,
+            "drop_rate": self.drop_rate,
+            "proj_drop_rate": self.proj_drop_rate,
+            "drop_path_rate": self.drop_path_rate,
         })
     }
 
-    /// The configuration it was built from.
-    pub fn cfg(&self) -> &ResMlpConfig {
-        &self.cfg
+    fn block(&self, drop_path: f32, rng: &mut Rng) -> Result<ResBlock> {
+        ResBlock::new(self, drop_path, rng)
     }
 
-    /// `Ok` for an image batch of the size the model was built for, else
-    /// [`crate::ModelError::BadInput`].
-    pub fn check_input(&self, shape: &[usize]) -> Result<()> {
-        check_image(&self.name, shape, self.input_shape())
-    }
-
-    /// `x [B, C, H, W]` → final-normed tokens `[B, S, C]`.
-    pub fn forward_features(&self, x: &Var, ctx: &Ctx) -> AgResult<Var> {
-        self.check_input(&x.shape()).map_err(into_autograd)?;
-        let mut x = self.stem.forward(x, ctx)?;
-        for b in &self.blocks {
-            x = b.forward(&x, ctx)?;
-        }
-        self.norm.forward(&x, ctx)
-    }
-}
-
-impl Module for ResMlp {
-    /// `x [B, C, H, W]` → logits `[B, classes]`.
-    fn forward(&self, x: &Var, ctx: &Ctx) -> AgResult<Var> {
-        let f = self.forward_features(x, ctx)?;
-        head_forward(&f, &self.head_drop, &self.head, ctx)
-    }
-
-    fn visit(&self, prefix: &str, v: &mut dyn Visitor) {
-        self.stem.visit(&join(prefix, "stem"), v);
-        visit_list(prefix, "blocks", &self.blocks, v);
-        self.norm.visit(&join(prefix, "norm"), v);
-        self.head.visit(&join(prefix, "head"), v);
-    }
-}
-
-impl Model for ResMlp {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn config(&self) -> Value {
-        let mut v = self.cfg.to_json();
-        v["name"] = json!(self.name);
-        v
-    }
-
-    fn input_shape(&self) -> [usize; 3] {
-        [self.cfg.in_chans, self.cfg.img_size, self.cfg.img_size]
-    }
-
-    fn num_classes(&self) -> usize {
-        self.cfg.num_classes
+    fn norm(&self) -> Result<Affine> {
+        Ok(Affine::new(self.embed_dim)?)
     }
 }
 
@@ -401,31 +282,31 @@ pub fn load_resmlp_checkpoint(
     Ok(load_state_dict(model, sd, strictness)?)
 }
 
-macro_rules! entry {
-    ($name:ident, $desc:expr) => {
-        Entry {
-            name: stringify!($name),
-            family: Family::ResMlp,
-            description: $desc,
-            build: |o: &ModelOptions| {
-                let cfg = $name().with_options(o);
-                Ok(Box::new(ResMlp::new(stringify!($name), &cfg, o.seed)?) as Box<dyn Model>)
-            },
-        }
-    };
-}
-
 /// The registered ResMLP models.
 pub fn entries() -> Vec<Entry> {
     vec![
-        entry!(resmlp_12_224, "ResMLP-12, 224×224, C 384, P 16 (15.35M)"),
-        entry!(resmlp_24_224, "ResMLP-24, 224×224, C 384, P 16 (30.02M)"),
-        entry!(resmlp_36_224, "ResMLP-36, 224×224, C 384, P 16 (44.69M)"),
         entry!(
+            Family::ResMlp,
+            resmlp_12_224,
+            "ResMLP-12, 224×224, C 384, P 16 (15.35M)"
+        ),
+        entry!(
+            Family::ResMlp,
+            resmlp_24_224,
+            "ResMLP-24, 224×224, C 384, P 16 (30.02M)"
+        ),
+        entry!(
+            Family::ResMlp,
+            resmlp_36_224,
+            "ResMLP-36, 224×224, C 384, P 16 (44.69M)"
+        ),
+        entry!(
+            Family::ResMlp,
             resmlp_big_24_224,
             "ResMLP-B24/8, 224×224, C 768, P 8 (129.14M)"
         ),
         entry!(
+            Family::ResMlp,
             resmlp_tiny,
             "small ResMLP for 28×28/32×32: P 4, C 128, depth 8, hidden 512, LayerScale 0.1"
         ),
@@ -435,6 +316,7 @@ pub fn entries() -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
     use allmlp_layers::autograd::tensor_core::Tensor;
     use allmlp_layers::{named_parameters, num_parameters};
 

@@ -7,8 +7,8 @@
 
 use allmlp_layers::num_parameters;
 use allmlp_models::{
-    MixerConfig, ModelOptions, RepMlpNetConfig, RepMlpPure, RepMlpResNet, ResMlpConfig,
-    create_model,
+    IsotropicConfig, MixerConfig, ModelOptions, RepMlpNetConfig, RepMlpPure, RepMlpResNet,
+    ResMlpConfig, create_model,
 };
 
 use super::known::{Known, lookup, pure_config, resnet_config};
