@@ -121,6 +121,8 @@ fn record_peak(case: &str, bytes: usize) {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the `allmlp` binary does: freed activation buffers stay in the heap.
+    allmlp_tensor_core::allocator::keep_freed_memory();
     let mut g = c.benchmark_group("train_step");
     g.sample_size(10);
     for case in &TRAIN_STEP_CASES {

@@ -11,6 +11,14 @@ use allmlp_tensor_core::Tensor;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `--system-malloc` keeps glibc's defaults, to measure what `keep_freed_memory` buys.
+    if !args.iter().any(|a| a == "--system-malloc") {
+        allmlp_tensor_core::allocator::keep_freed_memory();
+    }
+    let args: Vec<String> = args
+        .into_iter()
+        .filter(|a| a != "--system-malloc")
+        .collect();
     let arch = args.get(1).map_or("mixer", String::as_str);
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
     let model = create_model(&format!("{arch}_tiny"), &ModelOptions::default()).expect("model");

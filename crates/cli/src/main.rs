@@ -89,6 +89,8 @@ fn run(cli: Cli) -> CliResult<String> {
 }
 
 fn main() -> ExitCode {
+    // Reuse freed tensor buffers instead of faulting fresh pages in every op (docs/perf.md).
+    allmlp::tensor_core::allocator::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(text) => {
             print!("{text}");

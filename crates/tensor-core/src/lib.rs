@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod allocator;
 pub mod conv;
 pub mod elementwise;
 pub mod error;
