@@ -119,32 +119,48 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
             _ => return None,
         }
     }
-    let col = |j: usize| -> f64 {
-        (0..outer)
-            .map(|o| {
-                let row = &data[(o * mid + j) * inner..(o * mid + j + 1) * inner];
-                row.iter().map(|&v| v as f64).sum::<f64>()
-            })
-            .sum()
+    // Columns `j0..j0+acc.len()`: for each outer index (ascending) add the
+    // row sums over `inner`; rows are read contiguously, and each column's
+    // accumulation order is fixed, so the split into blocks changes nothing.
+    let block = |j0: usize, acc: &mut [f64]| {
+        for o in 0..outer {
+            let base = (o * mid + j0) * inner;
+            if inner == 1 {
+                let row = &data[base..base + acc.len()];
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+            } else {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a += sum64(&data[base + k * inner..base + (k + 1) * inner]);
+                }
+            }
+        }
     };
+    const COLS: usize = 256;
     let mut out = vec![0f64; mid];
-    if data.len() > 1 << 15 && mid > 1 {
+    if data.len() > 1 << 15 && mid > COLS {
         threads::install(|| {
-            out.par_chunks_mut(ROWS_PER_TASK.div_ceil(8))
+            out.par_chunks_mut(COLS)
                 .enumerate()
-                .for_each(|(b, o)| {
-                    let j0 = b * ROWS_PER_TASK.div_ceil(8);
-                    o.iter_mut().enumerate().for_each(|(i, v)| *v = col(j0 + i));
-                })
+                .for_each(|(b, acc)| block(b * COLS, acc))
         });
     } else {
-        out.iter_mut().enumerate().for_each(|(j, v)| *v = col(j));
+        block(0, &mut out);
     }
     Some(out)
 }
 
+/// Sum in f64 over eight interleaved lanes combined in a fixed order: the
+/// same result on every run and thread count, and it vectorizes.
 fn sum64(r: &[f32]) -> f64 {
-    r.iter().map(|&v| v as f64).sum()
+    let mut lanes = [0f64; 8];
+    let chunks = r.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        lanes.iter_mut().zip(c).for_each(|(l, &v)| *l += v as f64);
+    }
+    let head = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    head + tail.iter().map(|&v| v as f64).sum::<f64>()
 }
 
 impl Tensor {
