@@ -23,7 +23,10 @@ use allmlp_layers::autograd::tensor_core::Tensor;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::autograd::{Var, no_grad};
 use allmlp_layers::{Ctx, Module, infer, named_parameters};
-use allmlp_models::{Mixer, ModelOptions, RepMlpNet, ResMlp, create_model, entries};
+use allmlp_models::{
+    IsotropicConfig, IsotropicNet, Mixer, ModelOptions, RepMlpNet, RepMlpNetConfig, ResMlp,
+    create_model, entries,
+};
 
 use super::cost::{self, cost};
 use super::known::{Known, lookup};
@@ -69,13 +72,12 @@ fn step(
     Ok(y)
 }
 
-fn mixer_rows(name: &str, opts: &ModelOptions, x: Var) -> CliResult<Vec<Row>> {
-    let Some(Known::Mixer(f)) = lookup(name) else {
-        unreachable!("called for Mixer models only")
-    };
-    let cfg = f().with_options(opts);
-    let m = Mixer::new(name, &cfg, opts.seed)?;
-    let (stem, block, head) = cost::mixer_macs(&cfg);
+/// Rows of an isotropic model (Mixer, ResMLP): stem, each block, norm, pooling, head.
+fn isotropic_rows<C: IsotropicConfig>(
+    m: &IsotropicNet<C>,
+    (stem, block, head): (u64, u64, u64),
+    x: Var,
+) -> CliResult<Vec<Row>> {
     let ctx = Ctx::eval();
     let mut rows = Vec::new();
     let mut h = step(&mut rows, "stem", stem, x, |x| m.stem.forward(x, &ctx))?;
@@ -92,54 +94,27 @@ fn mixer_rows(name: &str, opts: &ModelOptions, x: Var) -> CliResult<Vec<Row>> {
     Ok(rows)
 }
 
-fn resmlp_rows(name: &str, opts: &ModelOptions, x: Var) -> CliResult<Vec<Row>> {
-    let Some(Known::ResMlp(f)) = lookup(name) else {
-        unreachable!("called for ResMLP models only")
-    };
-    let cfg = f().with_options(opts);
-    let m = ResMlp::new(name, &cfg, opts.seed)?;
-    let (stem, block, head) = cost::resmlp_macs(&cfg);
-    let ctx = Ctx::eval();
-    let mut rows = Vec::new();
-    let mut h = step(&mut rows, "stem", stem, x, |x| m.stem.forward(x, &ctx))?;
-    for (i, b) in m.blocks.iter().enumerate() {
-        h = step(&mut rows, format!("blocks.{i}"), block, h, |x| {
-            b.forward(x, &ctx)
-        })?;
-    }
-    h = step(&mut rows, "norm", 0, h, |x| m.norm.forward(x, &ctx))?;
-    h = step(&mut rows, "(mean over tokens)", 0, h, |x| {
-        x.mean(&[1], false)
-    })?;
-    step(&mut rows, "head", head, h, |x| m.head.forward(x, &ctx))?;
-    Ok(rows)
-}
-
-fn repmlpnet_rows(name: &str, opts: &ModelOptions, x: Var) -> CliResult<Vec<Row>> {
-    let Some(Known::RepMlpNet(f)) = lookup(name) else {
-        unreachable!("called for RepMLPNet models only")
-    };
-    let cfg = f().with_options(opts)?;
-    let m = RepMlpNet::new(&cfg)?;
+fn repmlpnet_rows(cfg: &RepMlpNetConfig, x: Var) -> CliResult<Vec<Row>> {
+    let m = RepMlpNet::new(cfg)?;
     m.check_input(&x.shape())?;
     let ctx = Ctx::eval();
     let mut rows = Vec::new();
     let mut h = step(
         &mut rows,
         "conv_embedding",
-        cost::repmlpnet_embedding_macs(&cfg),
+        cost::repmlpnet_embedding_macs(cfg),
         x,
         |x| m.conv_embedding.forward(x, &ctx),
     )?;
     for (i, stage) in m.stages.iter().enumerate() {
-        let unit = cost::repmlpnet_unit_macs(&cfg, i);
+        let unit = cost::repmlpnet_unit_macs(cfg, i);
         for (j, u) in stage.iter().enumerate() {
             h = step(&mut rows, format!("stages.{i}.{j}"), unit, h, |x| {
                 u.forward(x, &ctx)
             })?;
         }
         if let Some(e) = m.embeds.get(i) {
-            let macs = cost::repmlpnet_embed_macs(&cfg, i);
+            let macs = cost::repmlpnet_embed_macs(cfg, i);
             h = step(&mut rows, format!("embeds.{i}"), macs, h, |x| {
                 e.forward(x, &ctx)
             })?;
@@ -184,10 +159,18 @@ pub fn run(name: &str, args: &ModelArgs) -> CliResult<String> {
 
     let known = lookup(name);
     let mut rows = no_grad(|| match known {
-        Some(Known::Mixer(_)) => mixer_rows(name, &opts, Var::constant(x.clone())).map(Some),
-        Some(Known::ResMlp(_)) => resmlp_rows(name, &opts, Var::constant(x.clone())).map(Some),
-        Some(Known::RepMlpNet(_)) => {
-            repmlpnet_rows(name, &opts, Var::constant(x.clone())).map(Some)
+        Some(Known::Mixer(f)) => {
+            let cfg = f().with_options(&opts);
+            let m = Mixer::new(name, &cfg, opts.seed)?;
+            isotropic_rows(&m, cost::mixer_macs(&cfg), Var::constant(x.clone())).map(Some)
+        }
+        Some(Known::ResMlp(f)) => {
+            let cfg = f().with_options(&opts);
+            let m = ResMlp::new(name, &cfg, opts.seed)?;
+            isotropic_rows(&m, cost::resmlp_macs(&cfg), Var::constant(x.clone())).map(Some)
+        }
+        Some(Known::RepMlpNet(f)) => {
+            repmlpnet_rows(&f().with_options(&opts)?, Var::constant(x.clone())).map(Some)
         }
         _ => Ok(None),
     })?
