@@ -115,25 +115,58 @@ fn gradcheck_rejects_a_wrong_backward() {
     .unwrap();
 }
 
+/// An op whose saved state reports when it is dropped.
+struct Tracked {
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Function for Tracked {
+    fn name(&self) -> &'static str {
+        "tracked"
+    }
+    fn backward(&self, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.clone())])
+    }
+}
+
 #[test]
-fn saved_tensors_are_released_after_backward() {
-    // The op holds the only other reference to a big saved tensor; after
-    // backward the Var's storage is uniquely owned again (copy-free into_vec
-    // would otherwise clone). We observe it through Arc strong counts via the
-    // ndarray storage: `is_unique` after backward.
-    let x = Var::parameter(Tensor::randn(&[64, 64], 0.0, 1.0, 2).unwrap());
-    let y = x.gelu();
+fn saved_state_is_released_by_backward_while_outputs_live() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dropped = std::sync::Arc::new(AtomicBool::new(false));
+    let x = Var::parameter(t(&[1.0, 2.0], &[2]));
+    let f = Tracked {
+        dropped: dropped.clone(),
+    };
+    let y = Var::from_op(x.value(), &[&x], f);
     let loss = y.sum(&[], false).unwrap();
-    let mut before = x.value().into_arc();
-    assert!(!before.is_unique(), "gelu saved its input");
-    drop(before);
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "recorded state lives until backward"
+    );
     loss.backward().unwrap();
-    before = x.value().into_arc();
-    // Only the leaf itself and `before` hold the storage now.
-    drop(y);
-    drop(loss);
-    assert!(!before.is_unique()); // the leaf still holds it
-    let leaf_only = x.value();
-    drop(before);
-    drop(leaf_only);
+    // `y` and `loss` are still alive, but the op's saved state is gone.
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "backward released the saved state"
+    );
+    assert_eq!(y.shape(), vec![2]);
+    // Under no_grad nothing is recorded: the state is dropped at once.
+    let dropped2 = std::sync::Arc::new(AtomicBool::new(false));
+    let _z = no_grad(|| {
+        Var::from_op(
+            x.value(),
+            &[&x],
+            Tracked {
+                dropped: dropped2.clone(),
+            },
+        )
+    });
+    assert!(dropped2.load(Ordering::SeqCst));
 }
