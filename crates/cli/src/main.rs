@@ -1,13 +1,11 @@
 //! The `allmlp` command-line program.
 
-mod commands;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{CliResult, ModelArgs};
+use allmlp::commands::{self, CliResult, ModelArgs};
 
 /// allmlp: MLP-Mixer, ResMLP, RepMLP and RepMLPNet image classifiers in Rust.
 #[derive(Parser, Debug)]

@@ -3,14 +3,11 @@
 use std::path::Path;
 
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
-use allmlp_layers::checkpoint::load_state_dict;
 use allmlp_layers::infer;
-use allmlp_layers::state_dict::{StateDict, Strictness};
-use allmlp_models::{create_deploy_model, create_model};
+use allmlp_layers::state_dict::StateDict;
 
-use super::{
-    CliError, CliResult, ModelArgs, check_registered, options_from_config, truncate_lines,
-};
+use super::{CliError, CliResult, ModelArgs};
+use crate::checkpoint::{LoadedModel, load_model};
 
 /// Name of the input tensor in the input file.
 pub const INPUT_KEY: &str = "input";
@@ -27,44 +24,7 @@ pub fn run(
     input: &Path,
     output: &Path,
 ) -> CliResult<String> {
-    let sd = StateDict::load(weights)?;
-    let meta_model = sd.model().map(str::to_string);
-    let name = match (model, meta_model.as_deref()) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(m)) => m.to_string(),
-        (None, None) => {
-            return Err(CliError(format!(
-                "{}: no `model` metadata in the checkpoint; pass --model NAME",
-                weights.display()
-            )));
-        }
-    };
-    check_registered(&name)?;
-    // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
-    let config: Option<serde_json::Value> = if meta_model.as_deref() == Some(name.as_str()) {
-        sd.config()?
-    } else {
-        None
-    };
-    let deploy = config
-        .as_ref()
-        .and_then(|c| c.get("deploy"))
-        .and_then(|d| d.as_bool())
-        == Some(true)
-        || sd.metadata_value("deploy") == Some("true");
-    let opts = args.apply(options_from_config(config.as_ref()));
-    // A deploy (re-parameterized) checkpoint runs in the deploy structure.
-    let net = if deploy {
-        create_deploy_model(&name, &opts)?
-    } else {
-        create_model(&name, &opts)?
-    };
-    load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
-        CliError(truncate_lines(
-            &format!("{e}\n  (the weights are not a checkpoint of {name} with these sizes)"),
-            20,
-        ))
-    })?;
+    let LoadedModel { name, net, .. } = load_model(weights, model, args)?;
 
     let inputs = StateDict::load(input)?;
     let Some(x) = inputs.get(INPUT_KEY) else {

@@ -1,0 +1,212 @@
+//! Self-describing trained checkpoints: a model's weights (safetensors, PyTorch names) plus the
+//! metadata `eval`, `predict`, `viz`, `infer` and `reparam` need to use them without flags.
+//!
+//! Metadata keys (all strings in the safetensors header; JSON where noted):
+//!
+//! | key | value |
+//! |---|---|
+//! | `model` | registry name, e.g. `mixer_tiny` |
+//! | `config` | the model's configuration (JSON, [`Model::config`]) |
+//! | `dataset` | what it was trained on, e.g. `fashion-mnist` |
+//! | `normalization` | `{"mean": [...], "std": [...]}` (JSON, 0..1 pixel scale) |
+//! | `classes` | class names by label (JSON array) |
+//! | `epoch` | epochs completed |
+//! | `metrics` | that epoch's metrics (JSON object: `train_loss`, `test_acc`, …) |
+//!
+//! ```
+//! use allmlp::checkpoint::{TrainedMeta, load_model, trained_state_dict};
+//! use allmlp::data::Normalization;
+//! use allmlp::models::{ModelOptions, create_model};
+//! let net = create_model("mixer_tiny", &ModelOptions::default())?;
+//! let meta = TrainedMeta {
+//!     dataset: "fashion-mnist".into(),
+//!     normalization: Normalization::fashion_mnist(),
+//!     classes: (0..10).map(|i| format!("class {i}")).collect(),
+//!     epoch: 1,
+//!     metrics: serde_json::json!({"test_acc": 0.5}),
+//! };
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("last.safetensors");
+//! trained_state_dict(net.as_ref(), &meta)?.save(&path)?;
+//! let loaded = load_model(&path, None, &Default::default())?;
+//! assert_eq!(loaded.name, "mixer_tiny");
+//! assert_eq!(loaded.meta.unwrap(), meta);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::Path;
+
+use allmlp_layers::checkpoint::{load_state_dict, state_dict};
+use allmlp_layers::state_dict::{StateDict, Strictness};
+use allmlp_models::{Model, create_deploy_model, create_model};
+use serde_json::{Value, json};
+
+use crate::commands::{
+    CliError, CliResult, ModelArgs, check_registered, options_from_config, truncate_lines,
+};
+use crate::data::Normalization;
+
+/// Metadata key: the dataset the weights were trained on.
+pub const DATASET_KEY: &str = "dataset";
+/// Metadata key: the input normalisation (JSON `{"mean": [...], "std": [...]}`).
+pub const NORMALIZATION_KEY: &str = "normalization";
+/// Metadata key: the class names (JSON array).
+pub const CLASSES_KEY: &str = "classes";
+/// Metadata key: the number of epochs completed.
+pub const EPOCH_KEY: &str = "epoch";
+/// Metadata key: the metrics of that epoch (JSON object).
+pub const METRICS_KEY: &str = "metrics";
+
+/// What a trained checkpoint records besides the model's name and configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainedMeta {
+    /// Dataset name, e.g. `fashion-mnist`.
+    pub dataset: String,
+    /// The normalisation the model's inputs must get.
+    pub normalization: Normalization,
+    /// Class names, by label.
+    pub classes: Vec<String>,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Metrics of that epoch.
+    pub metrics: Value,
+}
+
+impl TrainedMeta {
+    /// Writes the entries into `sd`'s metadata.
+    pub fn write(&self, sd: &mut StateDict) {
+        sd.set_metadata(DATASET_KEY, self.dataset.clone());
+        sd.set_metadata(
+            NORMALIZATION_KEY,
+            json!({"mean": self.normalization.mean, "std": self.normalization.std}).to_string(),
+        );
+        sd.set_metadata(CLASSES_KEY, json!(self.classes).to_string());
+        sd.set_metadata(EPOCH_KEY, self.epoch.to_string());
+        sd.set_metadata(METRICS_KEY, self.metrics.to_string());
+    }
+
+    /// Reads the entries from `sd`'s metadata: `Ok(None)` when it has no `dataset` entry (a
+    /// plain state dict, e.g. converted from PyTorch), an error naming the file and key when an
+    /// entry is missing or malformed.
+    pub fn read(sd: &StateDict, file: &Path) -> CliResult<Option<TrainedMeta>> {
+        let Some(dataset) = sd.metadata_value(DATASET_KEY) else {
+            return Ok(None);
+        };
+        let bad = |key: &str, what: &str| {
+            CliError(format!("{}: metadata `{key}` {what}", file.display()))
+        };
+        let get = |key: &str| sd.metadata_value(key).ok_or_else(|| bad(key, "is missing"));
+        let json = |key: &str| -> CliResult<Value> {
+            serde_json::from_str(get(key)?).map_err(|e| bad(key, &format!("is not JSON: {e}")))
+        };
+        let floats = |v: &Value, field: &str| -> CliResult<Vec<f32>> {
+            v.get(field)
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect())
+                .ok_or_else(|| {
+                    bad(
+                        NORMALIZATION_KEY,
+                        &format!("needs `{field}`: an array of numbers"),
+                    )
+                })
+        };
+        let norm = json(NORMALIZATION_KEY)?;
+        let normalization = Normalization {
+            mean: floats(&norm, "mean")?,
+            std: floats(&norm, "std")?,
+        };
+        if normalization.mean.len() != normalization.std.len()
+            || normalization.std.iter().any(|s| !(*s > 0.0))
+        {
+            return Err(bad(
+                NORMALIZATION_KEY,
+                "needs as many means as stds, each std > 0",
+            ));
+        }
+        let classes = json(CLASSES_KEY)?
+            .as_array()
+            .and_then(|a| a.iter().map(|c| c.as_str().map(str::to_string)).collect())
+            .ok_or_else(|| bad(CLASSES_KEY, "is not an array of strings"))?;
+        let epoch = get(EPOCH_KEY)?
+            .parse()
+            .map_err(|e| bad(EPOCH_KEY, &format!("is not a count: {e}")))?;
+        Ok(Some(TrainedMeta {
+            dataset: dataset.to_string(),
+            normalization,
+            classes,
+            epoch,
+            metrics: json(METRICS_KEY)?,
+        }))
+    }
+}
+
+/// `net`'s state dict with `model`, `config` and `meta` metadata, ready to save.
+pub fn trained_state_dict(net: &dyn Model, meta: &TrainedMeta) -> CliResult<StateDict> {
+    let mut sd = state_dict(net);
+    sd.set_model(net.name());
+    sd.set_config(&net.config())?;
+    meta.write(&mut sd);
+    Ok(sd)
+}
+
+/// A model built from a checkpoint and loaded with its weights.
+pub struct LoadedModel {
+    /// Registry name.
+    pub name: String,
+    /// The model, weights loaded (a deploy structure for a deploy checkpoint).
+    pub net: Box<dyn Model>,
+    /// The training metadata, when the checkpoint has it.
+    pub meta: Option<TrainedMeta>,
+}
+
+/// True when a checkpoint's metadata says it holds a deploy (re-parameterized) structure.
+pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
+    config
+        .and_then(|c| c.get("deploy"))
+        .and_then(Value::as_bool)
+        == Some(true)
+        || sd.metadata_value("deploy") == Some("true")
+}
+
+/// Loads `weights`: the model is `model` or the checkpoint's `model` metadata; its sizes come
+/// from the checkpoint's `config` metadata (when it is a checkpoint of that model) unless
+/// `args` overrides them; a deploy checkpoint builds the deploy structure. The weights must
+/// match strictly; errors name the file and what disagrees.
+pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliResult<LoadedModel> {
+    let sd = StateDict::load(weights)?;
+    let meta_model = sd.model().map(str::to_string);
+    let name = match (model, meta_model.as_deref()) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => {
+            return Err(CliError(format!(
+                "{}: no `model` metadata in the checkpoint; pass --model NAME",
+                weights.display()
+            )));
+        }
+    };
+    check_registered(&name)?;
+    // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
+    let config: Option<Value> = if meta_model.as_deref() == Some(name.as_str()) {
+        sd.config()?
+    } else {
+        None
+    };
+    let meta = TrainedMeta::read(&sd, weights)?;
+    let opts = args.apply(options_from_config(config.as_ref()));
+    let net = if is_deploy(&sd, config.as_ref()) {
+        create_deploy_model(&name, &opts)?
+    } else {
+        create_model(&name, &opts)?
+    };
+    load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
+        CliError(truncate_lines(
+            &format!(
+                "{}: {e}\n  (the weights are not a checkpoint of {name} with these sizes)",
+                weights.display()
+            ),
+            20,
+        ))
+    })?;
+    Ok(LoadedModel { name, net, meta })
+}
