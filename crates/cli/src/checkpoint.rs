@@ -116,7 +116,7 @@ impl TrainedMeta {
             std: floats(&norm, "std")?,
         };
         if normalization.mean.len() != normalization.std.len()
-            || normalization.std.iter().any(|s| !(*s > 0.0))
+            || !normalization.std.iter().all(|s| *s > 0.0 && s.is_finite())
         {
             return Err(bad(
                 NORMALIZATION_KEY,
