@@ -11,12 +11,15 @@
 pub mod batch;
 pub mod cifar;
 pub mod fashion;
+pub mod folder;
 pub mod idx;
+pub mod select;
 
 pub use batch::{Batches, Normalization};
 pub use cifar::{CifarKind, load_cifar, parse_cifar};
 pub use fashion::{DEBIAN_FASHION_MNIST_DIR, DataLocation, Split, load_fashion_mnist, load_mnist};
 pub use idx::{decode, parse_idx_images, parse_idx_labels};
+pub use select::{DATASET_NAMES, DatasetSpec};
 
 use std::fmt;
 
