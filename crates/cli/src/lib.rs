@@ -7,3 +7,4 @@ pub use allmlp_tensor_core as tensor_core;
 pub mod checkpoint;
 pub mod commands;
 pub mod data;
+pub mod metrics;
