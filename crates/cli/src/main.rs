@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train a model on an image dataset (Fashion-MNIST by default), evaluating after each
+    /// epoch; writes metrics.csv, curves.png and checkpoints to --out DIR. With no flags it
+    /// trains mixer_tiny on Fashion-MNIST with the default recipe.
+    Train(Box<allmlp::train::TrainArgs>),
     /// List every registered model: family, parameters (M) and GMACs per image.
     Models,
     /// Per-layer table of a model: output shapes, parameters, MACs, and totals.
@@ -64,6 +68,7 @@ enum Command {
 
 fn run(cli: Cli) -> CliResult<String> {
     match cli.command {
+        Command::Train(args) => allmlp::train::run(&args),
         Command::Models => commands::models::run(),
         Command::Info { model, sizes } => commands::info::run(&model, &sizes),
         Command::Infer {

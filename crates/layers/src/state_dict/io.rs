@@ -229,8 +229,10 @@ fn write_body<W: Write>(w: &mut W, header: &[u8], entries: &[Entry<'_>]) -> io::
     Ok(())
 }
 
-/// Writes `path` through a temporary sibling file that is synced and renamed into place.
-pub(crate) fn write_atomic(
+/// Writes `path` through a temporary sibling file (`.NAME.*.tmp`) that is synced and renamed
+/// into place: a crash or kill at any moment leaves either the old file or the new one. On an
+/// error the temporary file is removed and an existing `path` is untouched.
+pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> Result<()> {

@@ -66,7 +66,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{Result, StateDictError};
-pub use io::LoadOptions;
+pub use io::{LoadOptions, write_atomic};
 pub use remap::{Remap, RemapRule, resmlp_authors_to_timm};
 pub use report::{LoadReport, Loaded, ShapeMismatch, Strictness};
 

@@ -1,0 +1,282 @@
+//! `allmlp train` flags, and how they combine with the default recipe or a resumed run.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::Value;
+
+use super::recipe::{OptimizerKind, Recipe, ScheduleKind};
+use crate::commands::{CliError, CliResult};
+
+/// Flags of `allmlp train`. Every recipe flag is optional: unset flags take the default recipe
+/// (see `Recipe::default_for`), or, with `--resume`, the resumed run's value.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// Registered model to train (see `allmlp models`) [default: mixer_tiny].
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH (PATH/train/<class>/…,
+    /// PATH/test/<class>/…) [default: fashion-mnist].
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
+    /// Directory holding the dataset files. Fashion-MNIST without it: Debian's
+    /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Epochs to train [default: 3].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Images per training step [default: 128].
+    #[arg(long, value_name = "B")]
+    pub batch_size: Option<usize>,
+    /// Optimizer [default: adamw].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Peak learning rate, reached after the warm-up [default: 0.001].
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
+    #[arg(long, value_name = "WD")]
+    pub weight_decay: Option<f64>,
+    /// Linear warm-up steps from 0 to --lr [default: 200].
+    #[arg(long, value_name = "STEPS")]
+    pub warmup_steps: Option<u64>,
+    /// Learning-rate decay after the warm-up, to 0 at the last step [default: cosine].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Label smoothing of the training loss [default: 0.1].
+    #[arg(long, value_name = "EPS")]
+    pub label_smoothing: Option<f32>,
+    /// Mixup alpha; > 0 turns on mixup alternating with CutMix (alpha 1) [default: 0].
+    #[arg(long, value_name = "ALPHA")]
+    pub mixup: Option<f32>,
+    /// Stochastic-depth rate, increasing linearly over the blocks [default: 0].
+    #[arg(long, value_name = "RATE")]
+    pub drop_path: Option<f32>,
+    /// Random-crop padding in pixels, 0 for none [default: 2].
+    #[arg(long, value_name = "PIXELS")]
+    pub crop_padding: Option<usize>,
+    /// Random horizontal flips (true/false) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub hflip: Option<bool>,
+    /// Random-erasing probability per image [default: 0].
+    #[arg(long, value_name = "P")]
+    pub random_erasing: Option<f32>,
+    /// Seed of initialisation, shuffling, augmentation and dropout [default: 0].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Compute threads (default: ALLMLP_NUM_THREADS, else all cores). Results are identical
+    /// for a given thread count; resume with the same count to reproduce a run exactly.
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Output directory for metrics.csv, curves.png and the checkpoints [default: runs/MODEL].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in DIR (its recipe; any recipe flag given must agree with it).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Train on only the first N training images (quick runs and tests).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N test images (quick runs and tests).
+    #[arg(long, value_name = "N")]
+    pub test_limit: Option<usize>,
+    /// Stop after this many epochs of this invocation (the schedule still spans --epochs);
+    /// continue later with --resume.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The recipe of a new run: the default recipe with the given flags applied.
+    pub fn new_recipe(&self) -> Recipe {
+        let model = self.model.as_deref().unwrap_or("mixer_tiny");
+        let dataset = self.dataset.as_deref().unwrap_or("fashion-mnist");
+        let mut r = Recipe::default_for(model, dataset);
+        self.for_each_flag(|name, v| {
+            set_field(&mut r, name, v);
+        });
+        r
+    }
+
+    /// Checks the given flags agree with `saved` (the recipe of the run being resumed).
+    pub fn check_resume(&self, saved: &Recipe) -> CliResult<()> {
+        let saved_json = serde_json::to_value(saved).map_err(|e| CliError(e.to_string()))?;
+        let mut bad = Vec::new();
+        self.for_each_flag(|name, v| {
+            let was = &saved_json[name];
+            if *was != v {
+                bad.push(format!(
+                    "--{} {} (the resumed run has {})",
+                    name.replace('_', "-"),
+                    v,
+                    was
+                ));
+            }
+        });
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError(format!(
+                "--resume continues a run with its own recipe; these flags disagree with it: {}",
+                bad.join(", ")
+            )))
+        }
+    }
+
+    /// Calls `f(recipe field name, value as JSON)` for every recipe flag that was given.
+    fn for_each_flag(&self, mut f: impl FnMut(&str, Value)) {
+        let json = |v: &dyn erased::Json| v.json();
+        let fields: [(&str, Option<&dyn erased::Json>); 16] = [
+            ("model", self.model.as_ref().map(|v| v as _)),
+            ("dataset", self.dataset.as_ref().map(|v| v as _)),
+            ("epochs", self.epochs.as_ref().map(|v| v as _)),
+            ("batch_size", self.batch_size.as_ref().map(|v| v as _)),
+            ("optimizer", self.optimizer.as_ref().map(|v| v as _)),
+            ("lr", self.lr.as_ref().map(|v| v as _)),
+            ("weight_decay", self.weight_decay.as_ref().map(|v| v as _)),
+            ("warmup_steps", self.warmup_steps.as_ref().map(|v| v as _)),
+            ("schedule", self.schedule.as_ref().map(|v| v as _)),
+            (
+                "label_smoothing",
+                self.label_smoothing.as_ref().map(|v| v as _),
+            ),
+            ("mixup", self.mixup.as_ref().map(|v| v as _)),
+            ("drop_path", self.drop_path.as_ref().map(|v| v as _)),
+            ("crop_padding", self.crop_padding.as_ref().map(|v| v as _)),
+            ("hflip", self.hflip.as_ref().map(|v| v as _)),
+            (
+                "random_erasing",
+                self.random_erasing.as_ref().map(|v| v as _),
+            ),
+            ("seed", self.seed.as_ref().map(|v| v as _)),
+        ];
+        for (name, v) in fields {
+            if let Some(v) = v {
+                f(name, json(v));
+            }
+        }
+    }
+}
+
+/// Sets `name` in `r` from JSON (the field exists and the value has its type by construction).
+fn set_field(r: &mut Recipe, name: &str, v: Value) {
+    let mut j = serde_json::to_value(&*r).unwrap_or_default();
+    j[name] = v;
+    if let Ok(new) = serde_json::from_value(j) {
+        *r = new;
+    }
+}
+
+/// Object-safe "serialize to JSON" for the flag table.
+mod erased {
+    use serde::Serialize;
+    use serde_json::Value;
+
+    /// A value that serializes to JSON.
+    pub trait Json {
+        /// The value as JSON.
+        fn json(&self) -> Value;
+    }
+
+    impl<T: Serialize> Json for T {
+        fn json(&self) -> Value {
+            serde_json::to_value(self).unwrap_or(Value::Null)
+        }
+    }
+}
+
+/// Checks the recipe's values are usable; the error names the flag.
+pub fn validate(r: &Recipe) -> CliResult<()> {
+    let err = |flag: &str, msg: String| Err(CliError(format!("--{flag}: {msg}")));
+    if r.epochs == 0 {
+        return err("epochs", "must be at least 1".into());
+    }
+    if r.batch_size == 0 {
+        return err("batch-size", "must be at least 1".into());
+    }
+    if !(r.lr.is_finite() && r.lr > 0.0) {
+        return err("lr", format!("must be positive and finite, got {}", r.lr));
+    }
+    if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
+        return err(
+            "weight-decay",
+            format!("must be ≥ 0, got {}", r.weight_decay),
+        );
+    }
+    if !(0.0..1.0).contains(&r.label_smoothing) {
+        return err(
+            "label-smoothing",
+            format!("must be in [0, 1), got {}", r.label_smoothing),
+        );
+    }
+    if !(r.mixup.is_finite() && r.mixup >= 0.0) {
+        return err("mixup", format!("must be ≥ 0, got {}", r.mixup));
+    }
+    if !(0.0..1.0).contains(&r.drop_path) {
+        return err(
+            "drop-path",
+            format!("must be in [0, 1), got {}", r.drop_path),
+        );
+    }
+    if !(0.0..=1.0).contains(&r.random_erasing) {
+        return err(
+            "random-erasing",
+            format!("must be in [0, 1], got {}", r.random_erasing),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_default_recipe() {
+        let a = TrainArgs {
+            lr: Some(0.01),
+            hflip: Some(false),
+            optimizer: Some(OptimizerKind::Sgd),
+            ..Default::default()
+        };
+        let r = a.new_recipe();
+        assert_eq!(
+            (r.lr, r.hflip, r.optimizer),
+            (0.01, false, OptimizerKind::Sgd)
+        );
+        assert_eq!(r.model, "mixer_tiny");
+        assert_eq!(r.epochs, Recipe::default_for("x", "y").epochs);
+    }
+
+    #[test]
+    fn resume_refuses_disagreeing_flags_and_accepts_agreeing_ones() {
+        let saved = Recipe::default_for("mixer_tiny", "fashion-mnist");
+        let same = TrainArgs {
+            epochs: Some(saved.epochs),
+            model: Some("mixer_tiny".into()),
+            ..Default::default()
+        };
+        same.check_resume(&saved).unwrap();
+        let other = TrainArgs {
+            epochs: Some(saved.epochs + 1),
+            lr: Some(0.5),
+            ..Default::default()
+        };
+        let e = other.check_resume(&saved).unwrap_err().0;
+        assert!(e.contains("--epochs 4") && e.contains("--lr 0.5"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let mut r = Recipe::default_for("m", "d");
+        r.lr = f64::NAN;
+        assert!(validate(&r).unwrap_err().0.starts_with("--lr"));
+        r.lr = 1e-3;
+        r.label_smoothing = 1.0;
+        assert!(validate(&r).unwrap_err().0.starts_with("--label-smoothing"));
+        r.label_smoothing = 0.1;
+        r.batch_size = 0;
+        assert!(validate(&r).unwrap_err().0.starts_with("--batch-size"));
+    }
+}

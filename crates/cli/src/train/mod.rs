@@ -1,0 +1,440 @@
+//! `allmlp train`: trains a registered model on an image dataset, evaluating on the test split
+//! after each epoch, and keeps everything in one run directory:
+//!
+//! - `metrics.csv` (`epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds`) and
+//!   `curves.png` (loss and accuracy per epoch);
+//! - `last.safetensors` and `best.safetensors` (highest test accuracy so far): weights plus
+//!   metadata (model, config, dataset, normalization, classes, epoch, metrics), usable by
+//!   `eval`, `predict`, `viz`, `infer` and `reparam` without further flags;
+//! - `optimizer.safetensors`: everything `--resume DIR` needs (see [`state`]).
+//!
+//! Every file is written to a temporary name and renamed, after each completed epoch, with the
+//! resume state last: killing the process at any moment leaves the previous epoch's files
+//! intact, and resuming repeats the interrupted epoch exactly (every random draw is seeded
+//! from (seed, epoch, step)), so an interrupted and resumed run ends with the same weights as
+//! an uninterrupted one with the same thread count. A NaN or infinite loss stops training with
+//! an error; nothing of the diverged epoch is written.
+
+pub mod args;
+pub mod progress;
+pub mod recipe;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use allmlp_autograd::Var;
+use allmlp_autograd::ops::{Targets, cross_entropy};
+use allmlp_autograd::optim::{
+    Adam, AdamConfig, Decay, Lamb, LambConfig, Optimizer, Schedule, Sgd, SgdConfig,
+    param_groups_weight_decay,
+};
+use allmlp_layers::checkpoint::{load_state_dict, state_dict};
+use allmlp_layers::state_dict::Strictness;
+use allmlp_layers::{Ctx, named_parameters};
+use allmlp_models::{Model, ModelOptions, create_model};
+use allmlp_tensor_core::Tensor;
+
+pub use args::TrainArgs;
+use recipe::{OptimizerKind, Recipe, ScheduleKind};
+
+use crate::checkpoint::{TrainedMeta, trained_state_dict};
+use crate::commands::{CliError, CliResult};
+use crate::data::{Dataset, DatasetSpec, Normalization, Split};
+use crate::metrics::{EpochMetrics, to_csv};
+
+/// Parameters that never get weight decay besides biases and 1-D tensors: ResMLP's Affine
+/// (`[1, 1, C]`) and any layer scale.
+const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
+
+/// Runs `allmlp train` and returns its final report.
+pub fn run(args: &TrainArgs) -> CliResult<String> {
+    if let Some(t) = args.threads {
+        allmlp_tensor_core::threads::set_num_threads(t)?;
+    }
+    let threads = allmlp_tensor_core::threads::num_threads();
+    let resumed = match &args.resume {
+        Some(dir) => Some(state::load(dir)?),
+        None => None,
+    };
+    let recipe = match &resumed {
+        Some((_, _, p)) => {
+            args.check_resume(&p.recipe)?;
+            p.recipe.clone()
+        }
+        None => args.new_recipe(),
+    };
+    args::validate(&recipe)?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| args.resume.clone())
+        .unwrap_or_else(|| PathBuf::from("runs").join(&recipe.model));
+    let spec: DatasetSpec = recipe.dataset.parse().map_err(CliError)?;
+    crate::commands::check_registered(&recipe.model)?;
+
+    let (train, test, input) = load_data(&spec, args, &recipe)?;
+    let opts = ModelOptions {
+        img_size: Some(input[1]),
+        in_chans: Some(input[0]),
+        num_classes: Some(train.classes.len()),
+        drop_path_rate: recipe.drop_path,
+        seed: recipe.seed,
+        ..ModelOptions::default()
+    };
+    let net = create_model(&recipe.model, &opts)?;
+    if net.input_shape() != input {
+        return Err(CliError(format!(
+            "{}: takes input {:?}, the {} images are {:?}",
+            recipe.model,
+            net.input_shape(),
+            spec.name(),
+            input
+        )));
+    }
+    let groups = param_groups_weight_decay(
+        named_parameters(net.as_ref()),
+        recipe.weight_decay,
+        NO_DECAY,
+    );
+    let mut opt = build_optimizer(&recipe, groups)?;
+    let steps_per_epoch = recipe.steps_per_epoch(train.len());
+    if steps_per_epoch == 0 {
+        return Err(CliError(format!(
+            "--batch-size {} is larger than the {} training images",
+            recipe.batch_size,
+            train.len()
+        )));
+    }
+    let total_steps = (steps_per_epoch * recipe.epochs) as u64;
+    let schedule = build_schedule(&recipe, total_steps)?;
+
+    let mut progress = state::Progress {
+        recipe: recipe.clone(),
+        epoch: 0,
+        step: 0,
+        seconds: 0.0,
+        rows: Vec::new(),
+        optimizer_scalars: Vec::new(),
+        threads,
+    };
+    if let Some((model_sd, optim_state, p)) = resumed {
+        load_state_dict(net.as_ref(), model_sd, Strictness::Strict)?;
+        opt.load_state(&optim_state)?;
+        if p.threads != threads {
+            eprintln!(
+                "warning: the run used {} threads, this one {threads}: results will differ \
+                 slightly from an uninterrupted run",
+                p.threads
+            );
+        }
+        progress = p;
+        progress.threads = threads;
+    }
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
+
+    let norm = spec.normalization();
+    let classes = train.classes.clone();
+    let meta = |epoch: usize, m: &EpochMetrics| TrainedMeta {
+        dataset: spec.name(),
+        normalization: norm.clone(),
+        classes: classes.clone(),
+        epoch,
+        metrics: m.to_json(),
+    };
+    eprintln!(
+        "allmlp train: {} on {} ({} train / {} test images; {}), {} epochs of {} steps, \
+         {} threads, output in {}",
+        recipe.model,
+        spec.name(),
+        train.len(),
+        test.len(),
+        train.source,
+        recipe.epochs,
+        steps_per_epoch,
+        threads,
+        out.display()
+    );
+    let train = Arc::new(train);
+    let start = Instant::now();
+    let base_seconds = progress.seconds;
+    let last_epoch = match args.stop_after {
+        Some(n) => (progress.epoch + n).min(recipe.epochs),
+        None => recipe.epochs,
+    };
+    while progress.epoch < last_epoch {
+        let epoch = progress.epoch + 1;
+        let (train_loss, train_acc, images_per_s) = train_epoch(
+            net.as_ref(),
+            opt.as_mut(),
+            &schedule,
+            &train,
+            &norm,
+            &recipe,
+            epoch,
+            &mut progress.step,
+        )?;
+        let (test_loss, test_acc) = evaluate_simple(net.as_ref(), &test, &norm)?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            lr: opt.lr(),
+            seconds: base_seconds + start.elapsed().as_secs_f64(),
+        };
+        let mut rows = progress.metrics();
+        let best_so_far = rows.iter().map(|r| r.test_acc).fold(f64::MIN, f64::max);
+        rows.push(m);
+        eprintln!(
+            "epoch {epoch}/{}: train loss {train_loss:.4} acc {:.2}% | test loss {test_loss:.4} \
+             acc {:.2}% | lr {:.2e} | {images_per_s:.0} img/s | {:.0} s",
+            recipe.epochs,
+            100.0 * train_acc,
+            100.0 * test_acc,
+            m.lr,
+            m.seconds
+        );
+        write_epoch(
+            &out,
+            net.as_ref(),
+            &meta(epoch, &m),
+            &rows,
+            test_acc > best_so_far,
+        )?;
+        progress.epoch = epoch;
+        progress.seconds = m.seconds;
+        progress.set_metrics(&rows);
+        state::save(&out, &state_dict(net.as_ref()), &opt.state(), &progress)?;
+    }
+    let rows = progress.metrics();
+    Ok(match rows.last() {
+        Some(m) => format!(
+            "{}: epoch {}/{}, test accuracy {:.2}% (loss {:.4}), {:.0} s of training; files in {}",
+            recipe.model,
+            m.epoch,
+            recipe.epochs,
+            100.0 * m.test_acc,
+            m.test_loss,
+            m.seconds,
+            out.display()
+        ),
+        None => format!("{}: nothing to train", recipe.model),
+    })
+}
+
+/// Loads the training and test splits and the input shape `[C, H, W]` models get.
+fn load_data(
+    spec: &DatasetSpec,
+    args: &TrainArgs,
+    recipe: &Recipe,
+) -> CliResult<(Dataset, Dataset, [usize; 3])> {
+    let input = match spec.image_shape() {
+        Some(s) => s,
+        None => create_model(&recipe.model, &ModelOptions::default())?.input_shape(),
+    };
+    let data = args.data.as_deref();
+    let load = |split| {
+        spec.load(split, data, input)
+            .map_err(|e| CliError(e.to_string()))
+    };
+    let mut train = load(Split::Train)?;
+    let mut test = load(Split::Test)?;
+    if let Some(n) = args.train_limit {
+        train = train.take(n);
+    }
+    if let Some(n) = args.test_limit {
+        test = test.take(n);
+    }
+    if train.classes != test.classes {
+        return Err(CliError(format!(
+            "{}: the training split has classes {:?}, the test split {:?}",
+            spec.name(),
+            train.classes,
+            test.classes
+        )));
+    }
+    Ok((train, test, input))
+}
+
+fn build_optimizer(
+    r: &Recipe,
+    groups: Vec<allmlp_autograd::optim::ParamGroup>,
+) -> CliResult<Box<dyn Optimizer>> {
+    Ok(match r.optimizer {
+        OptimizerKind::Adamw => Box::new(Adam::adamw(
+            groups,
+            AdamConfig {
+                lr: r.lr,
+                weight_decay: r.weight_decay,
+                ..AdamConfig::adamw()
+            },
+        )?),
+        OptimizerKind::Sgd => Box::new(Sgd::new(
+            groups,
+            SgdConfig {
+                lr: r.lr,
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: r.weight_decay,
+                ..SgdConfig::default()
+            },
+        )?),
+        OptimizerKind::Lamb => Box::new(Lamb::new(
+            groups,
+            LambConfig {
+                lr: r.lr,
+                weight_decay: r.weight_decay,
+                ..LambConfig::default()
+            },
+        )?),
+    })
+}
+
+fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
+    let warmup = r.warmup_steps.min(total_steps.saturating_sub(1));
+    let decay = match r.schedule {
+        ScheduleKind::Cosine => Decay::Cosine {
+            total_steps,
+            min_lr: 0.0,
+        },
+        ScheduleKind::Linear => Decay::Linear {
+            total_steps,
+            min_lr: 0.0,
+        },
+        ScheduleKind::Step => Decay::Step {
+            step_size: ((total_steps - warmup) / 3).max(1),
+            gamma: 0.1,
+        },
+    };
+    Ok(Schedule::new(r.lr, warmup, decay)?)
+}
+
+/// A seed for `(seed, a, b)`: SplitMix64 over the three, so streams never overlap in practice.
+pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    mix(mix(mix(seed) ^ a) ^ b)
+}
+
+/// One epoch of training; returns (mean loss, accuracy, images/s of the steps).
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    net: &dyn Model,
+    opt: &mut dyn Optimizer,
+    schedule: &Schedule,
+    train: &Arc<Dataset>,
+    norm: &Normalization,
+    r: &Recipe,
+    epoch: usize,
+    step: &mut u64,
+) -> CliResult<(f64, f64, f64)> {
+    let steps = r.steps_per_epoch(train.len());
+    let batches = train
+        .batches(
+            r.batch_size,
+            Some(derive_seed(r.seed, 1, epoch as u64)),
+            norm,
+        )
+        .map_err(|e| CliError(e.to_string()))?;
+    let bar = progress::EpochBar::new(epoch, r.epochs, steps);
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let start = Instant::now();
+    for (x, labels) in batches.take(steps) {
+        opt.set_lr(schedule.lr_at(*step))?;
+        opt.zero_grad();
+        let ctx = Ctx::train(derive_seed(r.seed, 2, *step));
+        let logits = net.forward(&Var::constant(x), &ctx)?;
+        let loss = cross_entropy(&logits, Targets::Classes(&labels), r.label_smoothing)?;
+        let value = f64::from(loss.value().item()?);
+        if !value.is_finite() {
+            bar.finish();
+            return Err(CliError(format!(
+                "the training loss became {value} at epoch {epoch}, step {} (lr {:.3e}); \
+                 training stopped. The last good checkpoint (end of epoch {}) is kept; try a \
+                 lower --lr or a longer --warmup-steps",
+                *step,
+                opt.lr(),
+                epoch - 1
+            )));
+        }
+        loss.backward()?;
+        opt.step()?;
+        *step += 1;
+        loss_sum += value * labels.len() as f64;
+        correct += count_correct(&logits.value(), &labels)?;
+        seen += labels.len();
+        bar.step(
+            loss_sum / seen as f64,
+            correct as f64 / seen as f64,
+            seen as f64 / start.elapsed().as_secs_f64(),
+        );
+    }
+    bar.finish();
+    let n = seen.max(1) as f64;
+    Ok((
+        loss_sum / n,
+        correct as f64 / n,
+        seen as f64 / start.elapsed().as_secs_f64(),
+    ))
+}
+
+fn count_correct(logits: &Tensor, labels: &[usize]) -> CliResult<usize> {
+    let pred = logits.argmax(1, false)?;
+    Ok(pred
+        .data
+        .iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l)
+        .count())
+}
+
+/// Test loss (plain cross-entropy) and accuracy, batched, without a tape.
+fn evaluate_simple(net: &dyn Model, test: &Dataset, norm: &Normalization) -> CliResult<(f64, f64)> {
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (x, labels) in test
+        .batches(500, None, norm)
+        .map_err(|e| CliError(e.to_string()))?
+    {
+        let logits = allmlp_layers::infer(net, &x)?;
+        loss += f64::from(allmlp_tensor_core::loss::cross_entropy(
+            &logits,
+            allmlp_tensor_core::loss::Targets::Classes(&labels),
+            0.0,
+        )?) * labels.len() as f64;
+        correct += count_correct(&logits, &labels)?;
+    }
+    let n = test.len().max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// Writes the epoch's user-facing files: last (and best) weights, metrics.csv, curves.png.
+fn write_epoch(
+    out: &Path,
+    net: &dyn Model,
+    meta: &TrainedMeta,
+    rows: &[EpochMetrics],
+    is_best: bool,
+) -> CliResult<()> {
+    let sd = trained_state_dict(net, meta)?;
+    sd.save(out.join("last.safetensors"))?;
+    if is_best {
+        sd.save(out.join("best.safetensors"))?;
+    }
+    write_atomic(&out.join("metrics.csv"), to_csv(rows).as_bytes())
+}
+
+/// Writes `bytes` to `path` atomically (temporary sibling file, sync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
+    use std::io::Write;
+    Ok(allmlp_layers::state_dict::write_atomic(path, |w| {
+        w.write_all(bytes)
+    })?)
+}

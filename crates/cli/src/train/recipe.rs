@@ -1,0 +1,96 @@
+//! The training recipe: every hyper-parameter of a run, its defaults, and its JSON form (kept
+//! with the checkpoints so `--resume` continues the same run).
+
+use serde::{Deserialize, Serialize};
+
+/// Optimizer choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW (decoupled weight decay), betas (0.9, 0.999), eps 1e-8.
+    Adamw,
+    /// SGD with Nesterov momentum 0.9 (weight decay added to the gradient).
+    Sgd,
+    /// LAMB (timm's), betas (0.9, 0.999), eps 1e-6, gradient norm clipped at 1.
+    Lamb,
+}
+
+/// Learning-rate schedule after the warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Cosine decay to zero at the last step.
+    Cosine,
+    /// Linear decay to zero at the last step.
+    Linear,
+    /// Multiply by 0.1 after each third of the run (after the warm-up).
+    Step,
+}
+
+/// Every setting that determines a training run's result (given the data and thread count).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// Registered model name.
+    pub model: String,
+    /// Dataset name (`fashion-mnist`, …, `folder:PATH`).
+    pub dataset: String,
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Optimizer.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate (after the warm-up).
+    pub lr: f64,
+    /// Weight decay (not applied to biases, norms, affine and layer-scale parameters).
+    pub weight_decay: f64,
+    /// Linear warm-up steps from 0 to `lr`.
+    pub warmup_steps: u64,
+    /// Decay after the warm-up.
+    pub schedule: ScheduleKind,
+    /// Label smoothing of the training loss.
+    pub label_smoothing: f32,
+    /// Mixup alpha (0: off). With mixup, CutMix (alpha 1.0) alternates with it half the time.
+    pub mixup: f32,
+    /// Stochastic-depth rate (linearly increasing over blocks).
+    pub drop_path: f32,
+    /// Random crop padding in pixels (0: no crop).
+    pub crop_padding: usize,
+    /// Random horizontal flips.
+    pub hflip: bool,
+    /// Random-erasing probability.
+    pub random_erasing: f32,
+    /// Seed of initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+}
+
+impl Recipe {
+    /// The default recipe: what `allmlp train` runs with no flags (for `mixer_tiny` on
+    /// Fashion-MNIST), see docs/results.md for what it reaches.
+    pub fn default_for(model: &str, dataset: &str) -> Recipe {
+        Recipe {
+            model: model.to_string(),
+            dataset: dataset.to_string(),
+            epochs: 3,
+            batch_size: 128,
+            optimizer: OptimizerKind::Adamw,
+            lr: 1e-3,
+            weight_decay: 0.05,
+            warmup_steps: 200,
+            schedule: ScheduleKind::Cosine,
+            label_smoothing: 0.1,
+            mixup: 0.0,
+            drop_path: 0.0,
+            crop_padding: 2,
+            hflip: true,
+            random_erasing: 0.0,
+            seed: 0,
+        }
+    }
+
+    /// Steps per epoch for `n` training images (the last partial batch is dropped, as with
+    /// timm's `drop_last=True`, so every step has `batch_size` images).
+    pub fn steps_per_epoch(&self, n: usize) -> usize {
+        n / self.batch_size
+    }
+}
