@@ -8,12 +8,15 @@ use super::fashion::{
 };
 use super::{CifarKind, DataError, Dataset, Normalization, Result, load_cifar};
 
-/// A dataset the command line can name: `fashion-mnist`, `mnist`, `cifar10`, `cifar100` or
+/// A dataset the command line can name: `fashion-mnist`, `fashion-mnist-subset`, `mnist`, `cifar10`, `cifar100` or
 /// `folder:PATH` (an ImageFolder tree with `train/` and `test/` sub-folders).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatasetSpec {
     /// Fashion-MNIST (IDX): `--data DIR`, else Debian's copy, else the embedded subset.
     FashionMnist,
+    /// The 5,000/1,000-image Fashion-MNIST subset embedded in the binary, whatever is installed
+    /// (quick runs, CI).
+    FashionMnistSubset,
     /// MNIST (IDX files in `--data DIR`).
     Mnist,
     /// CIFAR-10 binary batches (`data_batch_{1..5}.bin`, `test_batch.bin` in `--data DIR`).
@@ -25,7 +28,8 @@ pub enum DatasetSpec {
 }
 
 /// The names [`DatasetSpec::from_str`] accepts, for messages.
-pub const DATASET_NAMES: &str = "fashion-mnist, mnist, cifar10, cifar100, folder:PATH";
+pub const DATASET_NAMES: &str =
+    "fashion-mnist, fashion-mnist-subset, mnist, cifar10, cifar100, folder:PATH";
 
 impl FromStr for DatasetSpec {
     type Err = String;
@@ -33,6 +37,7 @@ impl FromStr for DatasetSpec {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "fashion-mnist" | "fashion_mnist" | "fmnist" => Ok(DatasetSpec::FashionMnist),
+            "fashion-mnist-subset" => Ok(DatasetSpec::FashionMnistSubset),
             "mnist" => Ok(DatasetSpec::Mnist),
             "cifar10" | "cifar-10" => Ok(DatasetSpec::Cifar10),
             "cifar100" | "cifar-100" => Ok(DatasetSpec::Cifar100),
@@ -51,6 +56,7 @@ impl DatasetSpec {
     pub fn name(&self) -> String {
         match self {
             DatasetSpec::FashionMnist => "fashion-mnist".into(),
+            DatasetSpec::FashionMnistSubset => "fashion-mnist-subset".into(),
             DatasetSpec::Mnist => "mnist".into(),
             DatasetSpec::Cifar10 => "cifar10".into(),
             DatasetSpec::Cifar100 => "cifar100".into(),
@@ -62,7 +68,9 @@ impl DatasetSpec {
     /// the model's input).
     pub fn image_shape(&self) -> Option<[usize; 3]> {
         match self {
-            DatasetSpec::FashionMnist | DatasetSpec::Mnist => Some([1, 28, 28]),
+            DatasetSpec::FashionMnist | DatasetSpec::FashionMnistSubset | DatasetSpec::Mnist => {
+                Some([1, 28, 28])
+            }
             DatasetSpec::Cifar10 | DatasetSpec::Cifar100 => Some([3, 32, 32]),
             DatasetSpec::Folder(_) => None,
         }
@@ -72,7 +80,9 @@ impl DatasetSpec {
     /// ImageNet's for a folder).
     pub fn normalization(&self) -> Normalization {
         match self {
-            DatasetSpec::FashionMnist => Normalization::fashion_mnist(),
+            DatasetSpec::FashionMnist | DatasetSpec::FashionMnistSubset => {
+                Normalization::fashion_mnist()
+            }
             DatasetSpec::Mnist => Normalization::mnist(),
             DatasetSpec::Cifar10 => Normalization::cifar10(),
             DatasetSpec::Cifar100 => Normalization::cifar100(),
@@ -99,6 +109,7 @@ impl DatasetSpec {
                 let loc = DataLocation::resolve(data, Path::new(DEBIAN_FASHION_MNIST_DIR));
                 load_fashion_mnist(split, &loc)
             }
+            DatasetSpec::FashionMnistSubset => load_fashion_mnist(split, &DataLocation::Embedded),
             DatasetSpec::Mnist => load_mnist(split, need_dir("MNIST IDX files")?),
             DatasetSpec::Cifar10 | DatasetSpec::Cifar100 => {
                 let dir = need_dir("CIFAR binary files")?;

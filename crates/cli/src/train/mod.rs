@@ -74,6 +74,14 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     let spec: DatasetSpec = recipe.dataset.parse().map_err(CliError)?;
     crate::commands::check_registered(&recipe.model)?;
 
+    if args.resume.is_none() && out.join(state::RESUME_FILE).exists() {
+        return Err(CliError(format!(
+            "{} already holds a training run ({}); continue it with --resume {0}, or choose \
+             another --out (nothing was overwritten)",
+            out.display(),
+            state::RESUME_FILE
+        )));
+    }
     let (train, test, input) = load_data(&spec, args, &recipe)?;
     let opts = ModelOptions {
         img_size: Some(input[1]),
