@@ -17,6 +17,7 @@ pub mod cifar;
 pub mod fashion;
 pub mod folder;
 pub mod idx;
+pub mod loader;
 pub mod mix;
 pub mod select;
 
@@ -27,6 +28,7 @@ pub use cifar::{CifarKind, load_cifar, parse_cifar};
 pub use fashion::{DEBIAN_FASHION_MNIST_DIR, DataLocation, Split, load_fashion_mnist, load_mnist};
 pub use folder::{load_image_file, load_image_folder};
 pub use idx::{decode, parse_idx_images, parse_idx_labels};
+pub use loader::{Batch, Loader, LoaderConfig};
 pub use mix::Mix;
 pub use select::{DATASET_NAMES, DatasetSpec};
 
