@@ -53,6 +53,45 @@ impl Normalization {
         }
     }
 
+    /// Per-channel mean and (population) standard deviation of `ds`'s pixels on the 0..1 scale,
+    /// for datasets without published statistics (e.g. an image folder). Errors when the
+    /// dataset is inconsistent or empty, or a channel is constant (std 0).
+    pub fn from_dataset(ds: &Dataset) -> Result<Normalization> {
+        ds.validate()?;
+        let [n, c, h, w] = ds.shape;
+        if n == 0 || h * w == 0 {
+            return Err(DataError::new(
+                &ds.name,
+                "no pixels to compute statistics from",
+            ));
+        }
+        // Exact integer sums: no rounding however many pixels.
+        let mut sums = vec![(0u64, 0u128); c];
+        for img in ds.images.chunks_exact(c * h * w) {
+            for (plane, (s, s2)) in img.chunks_exact(h * w).zip(&mut sums) {
+                for &p in plane {
+                    *s += u64::from(p);
+                    *s2 += u128::from(u32::from(p) * u32::from(p));
+                }
+            }
+        }
+        let count = (n * h * w) as f64;
+        let (mut mean, mut std) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for (ch, &(s, s2)) in sums.iter().enumerate() {
+            let m = s as f64 / count;
+            let var = (s2 as f64 / count - m * m).max(0.0);
+            if var == 0.0 {
+                return Err(DataError::new(
+                    &ds.name,
+                    format!("channel {ch} is constant ({m}): its std is 0"),
+                ));
+            }
+            mean.push((m / 255.0) as f32);
+            std.push((var.sqrt() / 255.0) as f32);
+        }
+        Ok(Normalization { mean, std })
+    }
+
     /// The normalised value of a 0 (black) pixel in each channel, `−mean[c] / std[c]`, computed
     /// exactly as a pixel is normalised: what padding and crops fill with, so padding looks like
     /// torchvision's zero padding of the raw image.

@@ -247,7 +247,9 @@ fn many_images_decode_in_order_whatever_the_threads() {
 /// The `image` crate's filter is not PIL's bit for bit; the test bounds the difference by 1.
 #[test]
 fn resize_is_close_to_pil_bilinear() {
-    let cases: [((u32, u32, usize), &[u8]); 2] = [
+    /// `((width, height, side), PIL's pixels)`.
+    type Case = ((u32, u32, usize), &'static [u8]);
+    let cases: [Case; 2] = [
         (
             (10, 8, 5),
             &[
