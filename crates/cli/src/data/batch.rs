@@ -53,7 +53,59 @@ impl Normalization {
         }
     }
 
-    fn check(&self, ds: &Dataset) -> Result<()> {
+    /// Per-channel mean and (population) standard deviation of `ds`'s pixels on the 0..1 scale,
+    /// for datasets without published statistics (e.g. an image folder). Errors when the
+    /// dataset is inconsistent or empty, or a channel is constant (std 0).
+    pub fn from_dataset(ds: &Dataset) -> Result<Normalization> {
+        ds.validate()?;
+        let [n, c, h, w] = ds.shape;
+        if n == 0 || h * w == 0 {
+            return Err(DataError::new(
+                &ds.name,
+                "no pixels to compute statistics from",
+            ));
+        }
+        // Exact integer sums: no rounding however many pixels.
+        let mut sums = vec![(0u64, 0u128); c];
+        for img in ds.images.chunks_exact(c * h * w) {
+            for (plane, (s, s2)) in img.chunks_exact(h * w).zip(&mut sums) {
+                for &p in plane {
+                    *s += u64::from(p);
+                    *s2 += u128::from(u32::from(p) * u32::from(p));
+                }
+            }
+        }
+        let count = (n * h * w) as f64;
+        let (mut mean, mut std) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for (ch, &(s, s2)) in sums.iter().enumerate() {
+            let m = s as f64 / count;
+            let var = (s2 as f64 / count - m * m).max(0.0);
+            if var == 0.0 {
+                return Err(DataError::new(
+                    &ds.name,
+                    format!("channel {ch} is constant ({m}): its std is 0"),
+                ));
+            }
+            mean.push((m / 255.0) as f32);
+            std.push((var.sqrt() / 255.0) as f32);
+        }
+        Ok(Normalization { mean, std })
+    }
+
+    /// The normalised value of a 0 (black) pixel in each channel, `−mean[c] / std[c]`, computed
+    /// exactly as a pixel is normalised: what padding and crops fill with, so padding looks like
+    /// torchvision's zero padding of the raw image.
+    pub fn zero_fill(&self) -> Vec<f32> {
+        self.mean
+            .iter()
+            .zip(&self.std)
+            .map(|(&m, &s)| (0.0 - m) * (1.0 / s))
+            .collect()
+    }
+
+    /// Checks that the normalisation fits `ds` (channel count) and is usable (finite means,
+    /// positive finite stds).
+    pub(super) fn check(&self, ds: &Dataset) -> Result<()> {
         let c = ds.shape[1];
         if self.mean.len() != c || self.std.len() != c {
             return Err(DataError::new(
@@ -81,7 +133,7 @@ impl Normalization {
     }
 
     /// Normalises image `pixels` (`[C, H, W]`, `hw = H·W`) and appends them to `out`.
-    fn push(&self, pixels: &[u8], hw: usize, out: &mut Vec<f32>) {
+    pub(super) fn push(&self, pixels: &[u8], hw: usize, out: &mut Vec<f32>) {
         for (c, plane) in pixels.chunks(hw.max(1)).enumerate() {
             let (m, inv) = (self.mean[c], 1.0 / self.std[c]);
             out.extend(plane.iter().map(|&p| (f32::from(p) / 255.0 - m) * inv));
@@ -119,6 +171,17 @@ impl Dataset {
     }
 }
 
+/// `0..n` shuffled by a Fisher–Yates pass driven by [`Rng::new(seed)`](Rng::new).
+pub(super) fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed);
+    for i in (1..order.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
 /// Iterator over one epoch of mini-batches: `(images [B, C, H, W], labels [B])`.
 ///
 /// The order is a Fisher–Yates shuffle driven by [`Rng::new(seed)`](Rng::new), so the same
@@ -152,14 +215,10 @@ impl<'a> Batches<'a> {
                 "batch size must be at least 1, got 0",
             ));
         }
-        let mut order: Vec<usize> = (0..ds.len()).collect();
-        if let Some(seed) = seed {
-            let mut rng = Rng::new(seed);
-            for i in (1..order.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                order.swap(i, j);
-            }
-        }
+        let order = match seed {
+            Some(seed) => shuffled_order(ds.len(), seed),
+            None => (0..ds.len()).collect(),
+        };
         Ok(Batches {
             ds,
             norm,

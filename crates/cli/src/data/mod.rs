@@ -1,5 +1,7 @@
 //! Dataset readers: MNIST / Fashion-MNIST (IDX, raw or gzip), CIFAR-10/100 (binary format),
-//! normalisation to `f32` tensors `[N, C, H, W]` and a seeded shuffled batch iterator.
+//! ImageFolder trees (PNG/JPEG), normalisation to `f32` tensors `[N, C, H, W]`, seeded
+//! augmentation ([`Augment`]: crop, flip, erasing; [`Mix`]: mixup/cutmix) and the prefetching,
+//! reproducible batch [`Loader`] used by training and evaluation.
 //!
 //! Fashion-MNIST is found, in this order, in `--data DIR` (when given), in the Debian package
 //! `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`), or in a 5,000 + 1,000 image
@@ -8,17 +10,26 @@
 //! Every reader validates its input: a corrupt, truncated or inconsistent file gives a
 //! [`DataError`] naming the file and the problem, never a panic.
 
+pub mod augment;
 pub mod batch;
+pub mod beta;
 pub mod cifar;
 pub mod fashion;
 pub mod folder;
 pub mod idx;
+pub mod loader;
+pub mod mix;
 pub mod select;
 
+pub use augment::Augment;
 pub use batch::{Batches, Normalization};
+pub use beta::beta_sample;
 pub use cifar::{CifarKind, load_cifar, parse_cifar};
 pub use fashion::{DEBIAN_FASHION_MNIST_DIR, DataLocation, Split, load_fashion_mnist, load_mnist};
+pub use folder::{load_image_file, load_image_folder};
 pub use idx::{decode, parse_idx_images, parse_idx_labels};
+pub use loader::{Batch, Loader, LoaderConfig};
+pub use mix::Mix;
 pub use select::{DATASET_NAMES, DatasetSpec};
 
 use std::fmt;

@@ -180,4 +180,30 @@ mod tests {
         assert_eq!(ds.shape[1..], d.image_shape().unwrap());
         assert_eq!(d.normalization().mean.len(), ds.shape[1]);
     }
+
+    #[test]
+    fn folder_spec_reads_train_and_test_subfolders() {
+        let dir = tempfile::tempdir().unwrap();
+        for (split, class, v) in [
+            ("train", "ant", 10u8),
+            ("train", "bee", 20),
+            ("test", "bee", 30),
+        ] {
+            let p = dir.path().join(split).join(class);
+            std::fs::create_dir_all(&p).unwrap();
+            image::GrayImage::from_pixel(5, 5, image::Luma([v]))
+                .save(p.join("x.png"))
+                .unwrap();
+        }
+        let spec: DatasetSpec = format!("folder:{}", dir.path().display()).parse().unwrap();
+        let train = spec.load(Split::Train, None, [1, 4, 4]).unwrap();
+        assert_eq!(train.classes, ["ant", "bee"]);
+        assert_eq!(train.labels, [0, 1]);
+        assert_eq!(train.image(1).unwrap(), [20; 16]);
+        let test = spec.load(Split::Test, None, [1, 4, 4]).unwrap();
+        assert_eq!(
+            (test.classes.clone(), test.image(0).unwrap()),
+            (vec!["bee".to_string()], &[30u8; 16][..])
+        );
+    }
 }

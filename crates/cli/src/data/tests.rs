@@ -586,3 +586,53 @@ fn batches_are_seeded_complete_and_keep_last_partial() {
     let empty = ds.take(0);
     assert_eq!(empty.batches(4, Some(1), &norm).unwrap().count(), 0);
 }
+
+#[test]
+fn normalization_from_dataset_matches_two_pass_reference() {
+    let mut rng = Rng::new(41);
+    for (n, c, h, w) in [(5, 3, 4, 6), (1, 1, 2, 2), (9, 1, 28, 28)] {
+        let ds = random_dataset(&mut rng, n, c, h, w);
+        let got = Normalization::from_dataset(&ds).unwrap();
+        for ch in 0..c {
+            // Two passes in f64 over the channel's pixels, on the 0..1 scale.
+            let px: Vec<f64> = (0..n)
+                .flat_map(|i| ds.image(i).unwrap()[ch * h * w..(ch + 1) * h * w].to_vec())
+                .map(|p| f64::from(p) / 255.0)
+                .collect();
+            let m = px.iter().sum::<f64>() / px.len() as f64;
+            let sd = (px.iter().map(|p| (p - m) * (p - m)).sum::<f64>() / px.len() as f64).sqrt();
+            assert!((f64::from(got.mean[ch]) - m).abs() < 1e-6, "{got:?} vs {m}");
+            assert!(
+                (f64::from(got.std[ch]) - sd).abs() < 1e-6,
+                "{got:?} vs {sd}"
+            );
+        }
+    }
+    let mut flat = random_dataset(&mut rng, 2, 3, 2, 2);
+    flat.images[..4].fill(9);
+    flat.images[12..16].fill(9);
+    assert_err(
+        Normalization::from_dataset(&flat),
+        "rand",
+        &["channel 0 is constant"],
+    );
+    assert_err(
+        Normalization::from_dataset(&flat.take(0)),
+        "rand",
+        &["no pixels"],
+    );
+}
+
+#[test]
+fn zero_fill_is_a_normalised_black_pixel() {
+    let norm = Normalization::cifar10();
+    let ds = Dataset {
+        images: vec![0; 3],
+        shape: [1, 3, 1, 1],
+        labels: vec![0],
+        classes: vec!["x".into()],
+        name: "black".into(),
+        source: "test".into(),
+    };
+    assert_eq!(ds.to_tensor(&norm).unwrap().to_vec(), norm.zero_fill());
+}
