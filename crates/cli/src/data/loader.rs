@@ -120,7 +120,7 @@ fn scramble(z: u64) -> u64 {
 
 /// The seed of stream `stream` of epoch `epoch` of a run seeded `seed` (nested SplitMix64
 /// hashing, so nearby seeds, epochs and streams give unrelated generators).
-fn derive_seed(seed: u64, epoch: u64, stream: u64) -> u64 {
+pub fn derive_seed(seed: u64, epoch: u64, stream: u64) -> u64 {
     scramble(scramble(scramble(seed) ^ epoch) ^ stream)
 }
 

@@ -41,12 +41,19 @@ use recipe::{OptimizerKind, Recipe, ScheduleKind};
 
 use crate::checkpoint::{TrainedMeta, trained_state_dict};
 use crate::commands::{CliError, CliResult};
-use crate::data::{Dataset, DatasetSpec, Normalization, Split};
+use crate::data::loader::derive_seed;
+use crate::data::{
+    Augment, Batch, Dataset, DatasetSpec, Loader, LoaderConfig, Mix, Normalization, Split,
+};
 use crate::metrics::{EpochMetrics, to_csv};
 
 /// Parameters that never get weight decay besides biases and 1-D tensors: ResMLP's Affine
 /// (`[1, 1, C]`) and any layer scale.
 const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
+
+/// The `epoch` argument of [`derive_seed`] reserved for dropout/drop-path: stream `step` seeds
+/// the step's [`Ctx`], so those draws depend on the step alone.
+const DROPOUT_STREAMS: u64 = u64::MAX;
 
 /// Runs `allmlp train` and returns its final report.
 pub fn run(args: &TrainArgs) -> CliResult<String> {
@@ -143,7 +150,13 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
 
-    let norm = spec.normalization();
+    // A folder's statistics are measured on its training split (they go into the checkpoint).
+    let norm = match spec {
+        DatasetSpec::Folder(_) => {
+            Normalization::from_dataset(&train).map_err(|e| CliError(e.to_string()))?
+        }
+        _ => spec.normalization(),
+    };
     let classes = train.classes.clone();
     let meta = |epoch: usize, m: &EpochMetrics| TrainedMeta {
         dataset: spec.name(),
@@ -321,15 +334,24 @@ fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
     Ok(Schedule::new(r.lr, warmup, decay)?)
 }
 
-/// A seed for `(seed, a, b)`: SplitMix64 over the three, so streams never overlap in practice.
-pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    mix(mix(mix(seed) ^ a) ^ b)
+/// The training loader of recipe `r`: shuffled full batches, its augmentation and mixing.
+fn loader_config(r: &Recipe, norm: &Normalization) -> LoaderConfig {
+    LoaderConfig {
+        augment: Augment {
+            crop_padding: r.crop_padding,
+            hflip: r.hflip,
+            erase_prob: r.random_erasing,
+        },
+        mix: (r.mixup > 0.0).then_some(Mix {
+            mixup_alpha: r.mixup,
+            cutmix_alpha: 1.0,
+            prob: 1.0,
+            switch_prob: 0.5,
+        }),
+        label_smoothing: r.label_smoothing,
+        drop_last: true,
+        ..LoaderConfig::train(r.batch_size, norm.clone())
+    }
 }
 
 /// One epoch of training; returns (mean loss, accuracy, images/s of the steps).
@@ -345,22 +367,31 @@ fn train_epoch(
     step: &mut u64,
 ) -> CliResult<(f64, f64, f64)> {
     let steps = r.steps_per_epoch(train.len());
-    let batches = train
-        .batches(
-            r.batch_size,
-            Some(derive_seed(r.seed, 1, epoch as u64)),
-            norm,
-        )
-        .map_err(|e| CliError(e.to_string()))?;
+    let loader = Loader::new(
+        Arc::clone(train),
+        loader_config(r, norm),
+        r.seed,
+        epoch as u64,
+    )
+    .map_err(|e| CliError(e.to_string()))?;
     let bar = progress::EpochBar::new(epoch, r.epochs, steps);
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     let start = Instant::now();
-    for (x, labels) in batches.take(steps) {
+    for Batch {
+        images: x,
+        labels,
+        targets,
+    } in loader.take(steps)
+    {
         opt.set_lr(schedule.lr_at(*step))?;
         opt.zero_grad();
-        let ctx = Ctx::train(derive_seed(r.seed, 2, *step));
+        let ctx = Ctx::train(derive_seed(r.seed, DROPOUT_STREAMS, *step));
         let logits = net.forward(&Var::constant(x), &ctx)?;
-        let loss = cross_entropy(&logits, Targets::Classes(&labels), r.label_smoothing)?;
+        // Mixed batches carry soft targets with the smoothing already applied.
+        let loss = match &targets {
+            Some(t) => cross_entropy(&logits, Targets::Soft(t), 0.0)?,
+            None => cross_entropy(&logits, Targets::Classes(&labels), r.label_smoothing)?,
+        };
         let value = f64::from(loss.value().item()?);
         if !value.is_finite() {
             bar.finish();
