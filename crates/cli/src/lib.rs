@@ -8,3 +8,4 @@ pub mod checkpoint;
 pub mod commands;
 pub mod data;
 pub mod metrics;
+pub mod plot;
