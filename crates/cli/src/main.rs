@@ -60,6 +60,9 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
     },
+    /// Evaluate a trained checkpoint on a dataset's test split: accuracy, loss, per-class
+    /// accuracy and the confusion matrix (text; PNG with --plot).
+    Eval(commands::eval::EvalArgs),
 }
 
 fn run(cli: Cli) -> CliResult<String> {
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> CliResult<String> {
             model.as_deref(),
             commands::reparam::converter(),
         ),
+        Command::Eval(args) => commands::eval::run(&args),
     }
 }
 

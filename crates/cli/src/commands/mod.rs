@@ -1,6 +1,7 @@
 //! The subcommands, and what they share: the error type, model options and tables.
 
 pub mod cost;
+pub mod eval;
 pub mod infer;
 pub mod info;
 pub mod known;

@@ -86,6 +86,12 @@ pub fn render_confusion(
                 let text: String = format!("{i} {name}").chars().take(30).collect();
                 area.draw_text(&text, &right, (l - 6, t + mid))?;
             }
+            if !labels && i % 10 == 0 {
+                let left_of = font(font_size)
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Right, VPos::Center));
+                area.draw_text(&i.to_string(), &left_of, (l - 6, t + mid))?;
+            }
             if labels || i % 10 == 0 {
                 let below = font(font_size)
                     .color(&BLACK)

@@ -36,7 +36,11 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         return Err(CliError("no epochs to plot".into()));
     };
-    let (x0, x1) = (first.epoch as f64, last.epoch.max(first.epoch + 1) as f64);
+    // Half an epoch of room at the ends, so the markers are not cut by the frame.
+    let (x0, x1) = (
+        first.epoch as f64 - 0.5,
+        last.epoch.max(first.epoch) as f64 + 0.5,
+    );
     let loss = y_range(
         rows.iter().flat_map(|r| [r.train_loss, r.test_loss]),
         Some(0.0),
@@ -72,7 +76,13 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
                 ],
             ),
         ];
-        for (panel, (caption, y_desc, (lo, hi), series)) in panels.iter().zip(specs) {
+        let legend_at = [
+            SeriesLabelPosition::UpperRight,
+            SeriesLabelPosition::LowerRight,
+        ];
+        for ((panel, (caption, y_desc, (lo, hi), series)), at) in
+            panels.iter().zip(specs).zip(legend_at)
+        {
             let mut chart = ChartBuilder::on(panel)
                 .caption(caption, ("sans-serif", 18))
                 .margin(12)
@@ -83,7 +93,16 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
                 .configure_mesh()
                 .x_desc("epoch")
                 .y_desc(y_desc)
-                .x_labels(rows.len().clamp(2, 10))
+                .x_labels(rows.len().clamp(2, 12))
+                // Epochs are whole numbers: label only those.
+                .x_label_formatter(&|x| {
+                    if x.fract().abs() < 1e-9 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
+                .light_line_style(RGBColor(235, 235, 235))
                 .label_style(("sans-serif", 12))
                 .axis_desc_style(("sans-serif", 13))
                 .draw()?;
@@ -107,6 +126,7 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
             }
             chart
                 .configure_series_labels()
+                .position(at)
                 .label_font(("sans-serif", 13))
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)

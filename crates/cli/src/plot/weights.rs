@@ -26,6 +26,8 @@ pub const TITLE_H: u32 = 40;
 pub const LABEL_H: u32 = 20;
 /// Space between neighbouring units, pixels.
 pub const GAP: u32 = 2;
+/// Colour of the gaps around and between a block's units.
+pub const GAP_COLOUR: [u8; 3] = [190, 190, 190];
 /// Extra space between blocks, pixels.
 pub const BLOCK_GAP: u32 = 8;
 /// A unit's longer side is at least this many pixels (patches are drawn `scale` pixels wide,
@@ -153,7 +155,13 @@ pub fn render_weight_grid(
     let counts: Vec<usize> = blocks.iter().map(|b| b.units.len()).collect();
     let layout = GridLayout::new(grid, &counts)?;
     let mut canvas = Canvas::new(layout.width, layout.height)?;
+    let (uw, uh) = layout.unit_size();
     for (b, blk) in blocks.iter().enumerate() {
+        // A grey backing, so the gaps between near-white units show.
+        let (x, y) = layout.unit_origin(b, 0);
+        let rows = layout.rows[b];
+        let w = layout.cols * (uw + GAP) + GAP;
+        canvas.fill_rect(x - GAP, y - GAP, w, rows * (uh + GAP) + GAP, GAP_COLOUR);
         for (u, w) in blk.units.iter().enumerate() {
             let max = w
                 .iter()
