@@ -63,6 +63,9 @@ enum Command {
     /// Evaluate a trained checkpoint on a dataset's test split: accuracy, loss, per-class
     /// accuracy and the confusion matrix (text; PNG with --plot).
     Eval(commands::eval::EvalArgs),
+    /// Classify PNG/JPEG images with a trained checkpoint: the top-K classes of each with
+    /// their probabilities.
+    Predict(commands::predict::PredictArgs),
 }
 
 fn run(cli: Cli) -> CliResult<String> {
@@ -87,6 +90,7 @@ fn run(cli: Cli) -> CliResult<String> {
             commands::reparam::converter(),
         ),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Predict(args) => commands::predict::run(&args),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod infer;
 pub mod info;
 pub mod known;
 pub mod models;
+pub mod predict;
 pub mod reparam;
 
 use std::fmt;
