@@ -66,6 +66,9 @@ enum Command {
     /// Classify PNG/JPEG images with a trained checkpoint: the top-K classes of each with
     /// their probabilities.
     Predict(commands::predict::PredictArgs),
+    /// Draw the token-mixing weights of an MLP-Mixer or ResMLP checkpoint as a grid of
+    /// patch-grid heat maps (MLP-Mixer paper Fig. 10, ResMLP Fig. 29).
+    Viz(commands::viz::VizArgs),
 }
 
 fn run(cli: Cli) -> CliResult<String> {
@@ -91,6 +94,7 @@ fn run(cli: Cli) -> CliResult<String> {
         ),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Predict(args) => commands::predict::run(&args),
+        Command::Viz(args) => commands::viz::run(&args),
     }
 }
 

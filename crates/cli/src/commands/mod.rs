@@ -8,6 +8,7 @@ pub mod known;
 pub mod models;
 pub mod predict;
 pub mod reparam;
+pub mod viz;
 
 use std::fmt;
 
