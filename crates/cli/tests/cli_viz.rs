@@ -182,7 +182,7 @@ fn viz_errors_name_the_problem() {
     let mut sd = state_dict(&*m);
     sd.set_model("repmlp_tiny");
     sd.set_config(&m.config()).unwrap();
-    sd.save(&p.join("rep.safetensors")).unwrap();
+    sd.save(p.join("rep.safetensors")).unwrap();
     let o = allmlp(
         &["viz", "--weights", "rep.safetensors", "--out", "v.png"],
         p,

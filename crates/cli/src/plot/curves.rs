@@ -14,6 +14,17 @@ pub const CURVES_SIZE: (u32, u32) = (1000, 420);
 const TRAIN: RGBColor = RGBColor(31, 119, 180);
 const TEST: RGBColor = RGBColor(214, 39, 40);
 
+/// One series: legend name, the value it plots, its colour.
+type Series = (&'static str, fn(&EpochMetrics) -> f64, RGBColor);
+
+/// One panel of the figure.
+struct Panel {
+    caption: &'static str,
+    y_desc: &'static str,
+    range: (f64, f64),
+    series: [Series; 2],
+}
+
 /// A value range for the y axis covering `values` (finite ones), padded by 5%; `None` when
 /// none is finite.
 fn y_range(values: impl Iterator<Item = f64>, floor: Option<f64>) -> Option<(f64, f64)> {
@@ -55,34 +66,37 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
     let mut canvas = Canvas::new(CURVES_SIZE.0, CURVES_SIZE.1)?;
     canvas.draw("training curves", |area| {
         let panels = area.split_evenly((1, 2));
-        type Pick = fn(&EpochMetrics) -> f64;
-        let specs: [(&str, &str, (f64, f64), [(&str, Pick, RGBColor); 2]); 2] = [
-            (
-                "loss",
-                "cross-entropy",
-                loss,
-                [
+        let specs = [
+            Panel {
+                caption: "loss",
+                y_desc: "cross-entropy",
+                range: loss,
+                series: [
                     ("train", |r| r.train_loss, TRAIN),
                     ("test", |r| r.test_loss, TEST),
                 ],
-            ),
-            (
-                "accuracy",
-                "accuracy (%)",
-                acc,
-                [
+            },
+            Panel {
+                caption: "accuracy",
+                y_desc: "accuracy (%)",
+                range: acc,
+                series: [
                     ("train", |r| r.train_acc * 100.0, TRAIN),
                     ("test", |r| r.test_acc * 100.0, TEST),
                 ],
-            ),
+            },
         ];
         let legend_at = [
             SeriesLabelPosition::UpperRight,
             SeriesLabelPosition::LowerRight,
         ];
-        for ((panel, (caption, y_desc, (lo, hi), series)), at) in
-            panels.iter().zip(specs).zip(legend_at)
-        {
+        for ((panel, spec), at) in panels.iter().zip(specs).zip(legend_at) {
+            let Panel {
+                caption,
+                y_desc,
+                range: (lo, hi),
+                series,
+            } = spec;
             let mut chart = ChartBuilder::on(panel)
                 .caption(caption, ("sans-serif", 18))
                 .margin(12)
