@@ -249,7 +249,7 @@ fn predict_errors_name_the_file() {
 fn predict_help_explains_every_flag() {
     let o = allmlp(&["predict", "--help"], Path::new("."));
     let help = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--weights", "--top", "IMAGE", "center-cropped"] {
+    for flag in ["--weights", "--model", "--top", "IMAGE", "center-cropped"] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }

@@ -216,10 +216,38 @@ fn viz_errors_name_the_problem() {
 }
 
 #[test]
+fn a_checkpoint_without_metadata_needs_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
+    // A bare state dict, as converted from PyTorch: no `model` or `config` metadata.
+    state_dict(&*m).save(p.join("bare.safetensors")).unwrap();
+    let o = allmlp(
+        &["viz", "--weights", "bare.safetensors", "--out", "v.png"],
+        p,
+    );
+    assert_fails(&o, &["bare.safetensors", "--model"]);
+    let o = allmlp(
+        &[
+            "viz",
+            "--weights",
+            "bare.safetensors",
+            "--out",
+            "v.png",
+            "--model",
+            "mixer_tiny",
+        ],
+        p,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(image::open(p.join("v.png")).unwrap().height(), 1116);
+}
+
+#[test]
 fn viz_help_explains_every_flag() {
     let o = allmlp(&["viz", "--help"], Path::new("."));
     let help = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--weights", "--out", "--blocks", "patch_size"] {
+    for flag in ["--weights", "--out", "--blocks", "--model", "patch_size"] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }

@@ -27,6 +27,10 @@ pub struct EvalArgs {
     /// writes: DIR/best.safetensors or DIR/last.safetensors).
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
+    /// Registered model name; needed only when the weights carry no `model` metadata (e.g.
+    /// converted from PyTorch).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
     /// Dataset whose test split is evaluated: fashion-mnist, mnist, cifar10, cifar100 or
     /// folder:PATH (default: the checkpoint's `dataset` metadata, else fashion-mnist). The
     /// inputs get the checkpoint's normalization (else the dataset's default).
@@ -216,7 +220,8 @@ pub fn run(args: &EvalArgs) -> CliResult<String> {
     if args.batch_size == 0 {
         return Err(CliError("--batch-size must be at least 1".into()));
     }
-    let LoadedModel { name, net, meta } = load_model(&args.weights, None, &Default::default())?;
+    let LoadedModel { name, net, meta } =
+        load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let spec = choose_dataset(args.dataset.as_ref(), meta.as_ref(), &args.weights)?;
     let (norm, norm_from) = match &meta {
         Some(m) => (m.normalization.clone(), "the checkpoint"),

@@ -25,6 +25,10 @@ pub struct PredictArgs {
     /// `normalization` metadata normalises the pixels (else they are only scaled to 0..1).
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
+    /// Registered model name; needed only when the weights carry no `model` metadata (e.g.
+    /// converted from PyTorch).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
     /// PNG or JPEG files to classify. Each is converted to the model's channels (grayscale or
     /// RGB), its shorter side resized to the model's input size and center-cropped.
     #[arg(value_name = "IMAGE", required = true)]
@@ -147,7 +151,8 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
     if args.top == 0 {
         return Err(CliError("--top must be at least 1".into()));
     }
-    let LoadedModel { name, net, meta } = load_model(&args.weights, None, &Default::default())?;
+    let LoadedModel { name, net, meta } =
+        load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let input = net.input_shape();
     let images: Vec<Vec<u8>> = args
         .images

@@ -24,6 +24,10 @@ pub struct VizArgs {
     /// metadata); its `img_size` and `patch_size` give the patch grid.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
+    /// Registered model name; needed only when the weights carry no `model` metadata (e.g.
+    /// converted from PyTorch).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
     /// PNG file to write (atomically).
     #[arg(long, value_name = "FILE.png")]
     pub out: PathBuf,
@@ -110,7 +114,8 @@ pub fn run(args: &VizArgs) -> CliResult<String> {
         return Err(CliError("--blocks must be at least 1".into()));
     }
     check_parent_dir(&args.out)?;
-    let LoadedModel { name, net, .. } = load_model(&args.weights, None, &Default::default())?;
+    let LoadedModel { name, net, .. } =
+        load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let (grid, blocks) = token_mixing_blocks(&name, &*net, want)?;
     let title = format!(
         "{name}: token-mixing weights, {} block{} ({}×{} patches)",
