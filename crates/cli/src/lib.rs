@@ -8,4 +8,5 @@ pub mod checkpoint;
 pub mod commands;
 pub mod data;
 pub mod metrics;
+pub mod plot;
 pub mod train;

@@ -64,6 +64,15 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
     },
+    /// Evaluate a trained checkpoint on a dataset's test split: accuracy, loss, per-class
+    /// accuracy and the confusion matrix (text; PNG with --plot).
+    Eval(commands::eval::EvalArgs),
+    /// Classify PNG/JPEG images with a trained checkpoint: the top-K classes of each with
+    /// their probabilities.
+    Predict(commands::predict::PredictArgs),
+    /// Draw the token-mixing weights of an MLP-Mixer or ResMLP checkpoint as a grid of
+    /// patch-grid heat maps (MLP-Mixer paper Fig. 10, ResMLP Fig. 29).
+    Viz(commands::viz::VizArgs),
 }
 
 fn run(cli: Cli) -> CliResult<String> {
@@ -88,6 +97,9 @@ fn run(cli: Cli) -> CliResult<String> {
             model.as_deref(),
             commands::reparam::converter(),
         ),
+        Command::Eval(args) => commands::eval::run(&args),
+        Command::Predict(args) => commands::predict::run(&args),
+        Command::Viz(args) => commands::viz::run(&args),
     }
 }
 

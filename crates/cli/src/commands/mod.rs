@@ -1,11 +1,14 @@
 //! The subcommands, and what they share: the error type, model options and tables.
 
 pub mod cost;
+pub mod eval;
 pub mod infer;
 pub mod info;
 pub mod known;
 pub mod models;
+pub mod predict;
 pub mod reparam;
+pub mod viz;
 
 use std::fmt;
 
