@@ -1,15 +1,14 @@
 //! `allmlp predict`: the top-K classes of PNG/JPEG images under a trained checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use allmlp_layers::infer;
 use allmlp_models::Model;
 use clap::Args;
-use image::imageops::{self, FilterType};
 
 use super::{CliError, CliResult};
 use crate::checkpoint::{LoadedModel, load_model};
-use crate::data::{self, DataError, Dataset, Normalization};
+use crate::data::{Dataset, Normalization, load_image_file};
 
 /// Default `--top`.
 pub const DEFAULT_TOP: usize = 5;
@@ -94,57 +93,6 @@ pub fn predict(
     Ok(out)
 }
 
-/// Reads a PNG/JPEG file as `[C, H, W]` bytes of `input`: grayscale (luma) for C = 1, RGB for
-/// C = 3; the shorter side resized to `max(H, W)` (triangle filter), then the center `H × W`
-/// cropped. Errors name the file: missing/unreadable, not a decodable PNG/JPEG, other C.
-// TODO(lead): replace with data::folder::load_image_file once merged
-fn decode_image(path: &Path, input: [usize; 3]) -> data::Result<Vec<u8>> {
-    let [c, h, w] = input;
-    let file = path.display().to_string();
-    let err = |p: String| DataError::new(&file, p);
-    if c != 1 && c != 3 {
-        return Err(err(format!(
-            "images can be converted to 1 (grayscale) or 3 (RGB) channels, the model takes {c}"
-        )));
-    }
-    let img = image::ImageReader::open(path)
-        .map_err(|e| err(format!("cannot open: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| err(format!("cannot read: {e}")))?
-        .decode()
-        .map_err(|e| err(format!("not a PNG/JPEG image that can be decoded: {e}")))?;
-    let (w0, h0) = (img.width() as usize, img.height() as usize);
-    if w0 == 0 || h0 == 0 {
-        return Err(err(format!("the image is empty ({w0}×{h0})")));
-    }
-    let side = h.max(w);
-    let scale = |long: usize, short: usize| {
-        ((long as f64 * side as f64 / short as f64).round() as usize).max(side)
-    };
-    let (nw, nh) = if w0 <= h0 {
-        (side, scale(h0, w0))
-    } else {
-        (scale(w0, h0), side)
-    };
-    let (x0, y0) = (((nw - w) / 2) as u32, ((nh - h) / 2) as u32);
-    let (nw, nh, w32, h32) = (nw as u32, nh as u32, w as u32, h as u32);
-    Ok(if c == 1 {
-        let small = imageops::resize(&img.to_luma8(), nw, nh, FilterType::Triangle);
-        imageops::crop_imm(&small, x0, y0, w32, h32)
-            .to_image()
-            .into_raw()
-    } else {
-        let small = imageops::resize(&img.to_rgb8(), nw, nh, FilterType::Triangle);
-        let hwc = imageops::crop_imm(&small, x0, y0, w32, h32)
-            .to_image()
-            .into_raw();
-        // Interleaved RGB → planar [3, H, W].
-        (0..3)
-            .flat_map(|ch| hwc.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>())
-            .collect()
-    })
-}
-
 /// `predict`: decodes every image (failing on the first bad file, named), runs the model and
 /// lists the top-K classes of each.
 pub fn run(args: &PredictArgs) -> CliResult<String> {
@@ -157,7 +105,7 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
     let images: Vec<Vec<u8>> = args
         .images
         .iter()
-        .map(|p| decode_image(p, input).map_err(|e| CliError(e.to_string())))
+        .map(|p| load_image_file(p, input).map_err(|e| CliError(e.to_string())))
         .collect::<CliResult<_>>()?;
     let (norm, norm_note) = match &meta {
         Some(m) => (m.normalization.clone(), "normalization from the checkpoint"),
@@ -201,70 +149,6 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{GrayImage, Luma, Rgb, RgbImage};
-
-    #[test]
-    fn decode_crops_the_center_of_the_longer_side() {
-        let dir = tempfile::tempdir().unwrap();
-        // 56 × 28: left half black, right half white. Short side already 28 → no resize,
-        // crop x 14..42: columns 0..14 black, 14..28 white.
-        let img = GrayImage::from_fn(56, 28, |x, _| Luma([if x < 28 { 0 } else { 255 }]));
-        let p = dir.path().join("wide.png");
-        img.save(&p).unwrap();
-        let px = decode_image(&p, [1, 28, 28]).unwrap();
-        assert_eq!(px.len(), 28 * 28);
-        for (i, &v) in px.iter().enumerate() {
-            assert_eq!(v, if i % 28 < 14 { 0 } else { 255 }, "pixel {i}");
-        }
-        // Tall 28 × 84 with a white band at rows 28..56, target 14 × 14: shrink to 14 × 42,
-        // keep rows 14..28 (the band, up to the filter's edges).
-        let img = GrayImage::from_fn(28, 84, |_, y| {
-            Luma([if (28..56).contains(&y) { 255 } else { 0 }])
-        });
-        let p = dir.path().join("tall.png");
-        img.save(&p).unwrap();
-        let px = decode_image(&p, [1, 14, 14]).unwrap();
-        assert_eq!(px.len(), 14 * 14);
-        assert!(px[14 * 3..14 * 11].iter().all(|&v| v == 255), "{px:?}");
-    }
-
-    #[test]
-    fn decode_converts_channels_to_planes() {
-        let dir = tempfile::tempdir().unwrap();
-        let img = RgbImage::from_pixel(10, 10, Rgb([200, 100, 50]));
-        let p = dir.path().join("c.jpg");
-        // JPEG is lossy: compare within a tolerance.
-        img.save(&p).unwrap();
-        let px = decode_image(&p, [3, 20, 20]).unwrap();
-        assert_eq!(px.len(), 3 * 400);
-        for (ch, want) in [200i32, 100, 50].into_iter().enumerate() {
-            let plane = &px[ch * 400..(ch + 1) * 400];
-            assert!(
-                plane.iter().all(|&v| (i32::from(v) - want).abs() <= 3),
-                "{ch}: {plane:?}"
-            );
-        }
-        let gray = decode_image(&p, [1, 5, 5]).unwrap();
-        // Rec. 709 luma of (200, 100, 50): 0.2126·200 + 0.7152·100 + 0.0722·50 ≈ 117.6.
-        assert!(
-            gray.iter().all(|&v| (i32::from(v) - 118).abs() <= 3),
-            "{gray:?}"
-        );
-        let e = decode_image(&p, [2, 5, 5]).unwrap_err();
-        assert!(e.problem.contains("takes 2"), "{e}");
-    }
-
-    #[test]
-    fn bad_files_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope.png");
-        let e = decode_image(&missing, [1, 28, 28]).unwrap_err();
-        assert!(e.to_string().contains("nope.png: cannot open"), "{e}");
-        let junk = dir.path().join("junk.png");
-        std::fs::write(&junk, b"not an image at all").unwrap();
-        let e = decode_image(&junk, [1, 28, 28]).unwrap_err();
-        assert!(e.to_string().contains("junk.png: not a PNG/JPEG"), "{e}");
-    }
 
     #[test]
     fn softmax_and_top_k() {

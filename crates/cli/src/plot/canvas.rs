@@ -1,8 +1,7 @@
 //! An RGB pixel buffer that plotters draws into, the embedded font, and atomic PNG writing.
 
-use std::fs::{self, File};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use image::ImageEncoder;
@@ -90,7 +89,7 @@ impl Canvas {
     }
 
     /// Encodes the canvas as PNG and writes it to `path` atomically: a temporary file
-    /// `.NAME.PID.tmp.png` in the same directory is written, synced and renamed over `path`,
+    /// `.NAME.*.tmp` in the same directory is written, synced and renamed over `path`,
     /// so `path` is never left half-written. Errors name the path.
     pub fn save_png(&self, path: &Path) -> CliResult<()> {
         let mut png = Vec::new();
@@ -109,7 +108,12 @@ impl Canvas {
 /// Checks that `path` names a file in an existing directory, before a long computation whose
 /// result is to be written there.
 pub fn check_parent_dir(path: &Path) -> CliResult<()> {
-    temp_path(path)?;
+    if path.file_name().is_none() {
+        return Err(CliError(format!(
+            "{}: not a file path (it has no file name)",
+            path.display()
+        )));
+    }
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => Err(CliError(format!(
             "{}: the directory {} does not exist",
@@ -120,37 +124,12 @@ pub fn check_parent_dir(path: &Path) -> CliResult<()> {
     }
 }
 
-/// The temporary sibling `.NAME.PID.tmp.png` that [`write_atomic`] writes before renaming.
-fn temp_path(path: &Path) -> CliResult<PathBuf> {
-    let name = path.file_name().ok_or_else(|| {
-        CliError(format!(
-            "{}: not a file path (it has no file name)",
-            path.display()
-        ))
-    })?;
-    let tmp = format!(".{}.{}.tmp.png", name.to_string_lossy(), std::process::id());
-    Ok(path.with_file_name(tmp))
-}
-
 /// Writes `bytes` to `path` through a synced temporary sibling file renamed into place; on
 /// failure the temporary file is removed and an existing `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    let tmp = temp_path(path)?;
-    let io_err = |what: &str, p: &Path, e: std::io::Error| {
-        CliError(format!("{}: cannot {what}: {e}", p.display()))
-    };
-    let result = File::create(&tmp)
-        .map_err(|e| io_err("create a temporary file", &tmp, e))
-        .and_then(|mut f| {
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_err("write", &tmp, e))
-        })
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| io_err("rename into place", path, e)));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    Ok(allmlp_layers::state_dict::write_atomic(path, |w| {
+        w.write_all(bytes)
+    })?)
 }
 
 #[cfg(test)]
@@ -170,7 +149,7 @@ mod tests {
         assert_eq!(img.get_pixel(4, 2).0, [10, 20, 30]);
         assert_eq!(img.get_pixel(0, 2).0, [255, 255, 255]);
         // Only the PNG is left: the temporary file was renamed.
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
     }
 

@@ -40,12 +40,14 @@ pub use args::TrainArgs;
 use recipe::{OptimizerKind, Recipe, ScheduleKind};
 
 use crate::checkpoint::{TrainedMeta, trained_state_dict};
+use crate::commands::eval::evaluate;
 use crate::commands::{CliError, CliResult};
 use crate::data::loader::derive_seed;
 use crate::data::{
     Augment, Batch, Dataset, DatasetSpec, Loader, LoaderConfig, Mix, Normalization, Split,
 };
 use crate::metrics::{EpochMetrics, to_csv};
+use crate::plot::{plot_curves, write_atomic};
 
 /// Parameters that never get weight decay besides biases and 1-D tensors: ResMLP's Affine
 /// (`[1, 1, C]`) and any layer scale.
@@ -54,6 +56,9 @@ const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
 /// The `epoch` argument of [`derive_seed`] reserved for dropout/drop-path: stream `step` seeds
 /// the step's [`Ctx`], so those draws depend on the step alone.
 const DROPOUT_STREAMS: u64 = u64::MAX;
+
+/// Images per forward pass of the per-epoch test evaluation.
+const EVAL_BATCH: usize = 500;
 
 /// Runs `allmlp train` and returns its final report.
 pub fn run(args: &TrainArgs) -> CliResult<String> {
@@ -197,7 +202,8 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             epoch,
             &mut progress.step,
         )?;
-        let (test_loss, test_acc) = evaluate_simple(net.as_ref(), &test, &norm)?;
+        let report = evaluate(net.as_ref(), &test, &norm, EVAL_BATCH)?;
+        let (test_loss, test_acc) = (report.loss, report.accuracy);
         let m = EpochMetrics {
             epoch,
             train_loss,
@@ -435,25 +441,6 @@ fn count_correct(logits: &Tensor, labels: &[usize]) -> CliResult<usize> {
         .count())
 }
 
-/// Test loss (plain cross-entropy) and accuracy, batched, without a tape.
-fn evaluate_simple(net: &dyn Model, test: &Dataset, norm: &Normalization) -> CliResult<(f64, f64)> {
-    let (mut loss, mut correct) = (0.0f64, 0usize);
-    for (x, labels) in test
-        .batches(500, None, norm)
-        .map_err(|e| CliError(e.to_string()))?
-    {
-        let logits = allmlp_layers::infer(net, &x)?;
-        loss += f64::from(allmlp_tensor_core::loss::cross_entropy(
-            &logits,
-            allmlp_tensor_core::loss::Targets::Classes(&labels),
-            0.0,
-        )?) * labels.len() as f64;
-        correct += count_correct(&logits, &labels)?;
-    }
-    let n = test.len().max(1) as f64;
-    Ok((loss / n, correct as f64 / n))
-}
-
 /// Writes the epoch's user-facing files: last (and best) weights, metrics.csv, curves.png.
 fn write_epoch(
     out: &Path,
@@ -467,13 +454,6 @@ fn write_epoch(
     if is_best {
         sd.save(out.join("best.safetensors"))?;
     }
-    write_atomic(&out.join("metrics.csv"), to_csv(rows).as_bytes())
-}
-
-/// Writes `bytes` to `path` atomically (temporary sibling file, sync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    use std::io::Write;
-    Ok(allmlp_layers::state_dict::write_atomic(path, |w| {
-        w.write_all(bytes)
-    })?)
+    write_atomic(&out.join("metrics.csv"), to_csv(rows).as_bytes())?;
+    plot_curves(&out.join("curves.png"), rows)
 }
