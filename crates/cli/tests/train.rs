@@ -157,7 +157,9 @@ fn bad_requests_are_refused_with_the_reason() {
                 model: Some("mixer_s16_224".into()),
                 ..small(dir.path(), 1, 64)
             },
-            "takes input [3, 224, 224]",
+            "mixer_s16_224 cannot be built for the fashion-mnist-subset images (1×28×28, 10 \
+             classes): mixer_s16_224: invalid configuration: img_size 28 must be a multiple of \
+             patch_size 16",
         ),
     ];
     for (args, want) in cases {

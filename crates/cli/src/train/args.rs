@@ -127,7 +127,7 @@ impl TrainArgs {
     /// Calls `f(recipe field name, value as JSON)` for every recipe flag that was given.
     fn for_each_flag(&self, mut f: impl FnMut(&str, Value)) {
         let json = |v: &dyn erased::Json| v.json();
-        let fields: [(&str, Option<&dyn erased::Json>); 16] = [
+        let fields: [(&str, Option<&dyn erased::Json>); 18] = [
             ("model", self.model.as_ref().map(|v| v as _)),
             ("dataset", self.dataset.as_ref().map(|v| v as _)),
             ("epochs", self.epochs.as_ref().map(|v| v as _)),
@@ -150,6 +150,8 @@ impl TrainArgs {
                 self.random_erasing.as_ref().map(|v| v as _),
             ),
             ("seed", self.seed.as_ref().map(|v| v as _)),
+            ("train_limit", self.train_limit.as_ref().map(|v| v as _)),
+            ("test_limit", self.test_limit.as_ref().map(|v| v as _)),
         ];
         for (name, v) in fields {
             if let Some(v) = v {

@@ -103,7 +103,17 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         seed: recipe.seed,
         ..ModelOptions::default()
     };
-    let net = create_model(&recipe.model, &opts)?;
+    let net = create_model(&recipe.model, &opts).map_err(|e| {
+        CliError(format!(
+            "{} cannot be built for the {} images ({}×{}×{}, {} classes): {e}",
+            recipe.model,
+            spec.name(),
+            input[0],
+            input[1],
+            input[2],
+            train.classes.len()
+        ))
+    })?;
     if net.input_shape() != input {
         return Err(CliError(format!(
             "{}: takes input {:?}, the {} images are {:?}",
@@ -270,10 +280,10 @@ fn load_data(
     };
     let mut train = load(Split::Train)?;
     let mut test = load(Split::Test)?;
-    if let Some(n) = args.train_limit {
+    if let Some(n) = recipe.train_limit {
         train = train.take(n);
     }
-    if let Some(n) = args.test_limit {
+    if let Some(n) = recipe.test_limit {
         test = test.take(n);
     }
     if train.classes != test.classes {

@@ -62,6 +62,12 @@ pub struct Recipe {
     pub random_erasing: f32,
     /// Seed of initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
+    /// Train on only the first N training images (`None`: all).
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N test images (`None`: all).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
 }
 
 impl Recipe {
@@ -85,6 +91,8 @@ impl Recipe {
             hflip: true,
             random_erasing: 0.0,
             seed: 0,
+            train_limit: None,
+            test_limit: None,
         }
     }
 
