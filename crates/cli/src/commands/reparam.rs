@@ -72,6 +72,13 @@ pub fn run(
     if deploy.model().is_none() {
         deploy.set_model(name.clone());
     }
+    // The training metadata (dataset, normalization, classes, epoch, metrics) still describes
+    // the converted weights; the structure's own keys (`model`, `config`, `deploy`) do not.
+    for (k, v) in &sd.metadata {
+        if !deploy.metadata.contains_key(k) {
+            deploy.set_metadata(k.clone(), v.clone());
+        }
+    }
     deploy.save(output)?;
     Ok(format!(
         "{name}: wrote the deploy checkpoint {} ({} tensors, {} values; training form had {})",
@@ -107,11 +114,13 @@ mod tests {
         let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
         let mut sd = state_dict(&*m);
         sd.set_model("mixer_tiny");
+        sd.set_metadata("classes", "[\"a\"]");
         sd.save(&w).unwrap();
         let n = sd.len() as f32;
         run(&w, &o, None, Some(fake)).unwrap();
         let back = StateDict::load(&o).unwrap();
         assert_eq!(back.model(), Some("mixer_tiny"));
+        assert_eq!(back.metadata_value("classes"), Some("[\"a\"]"));
         assert_eq!(back.get("n").unwrap().to_vec(), [n]);
     }
 }
