@@ -202,7 +202,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     };
     while progress.epoch < last_epoch {
         let epoch = progress.epoch + 1;
-        let (train_loss, train_acc, images_per_s) = train_epoch(
+        let stats = train_epoch(
             net.as_ref(),
             opt.as_mut(),
             &schedule,
@@ -212,6 +212,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             epoch,
             &mut progress.step,
         )?;
+        let (train_loss, train_acc) = (stats.loss, stats.accuracy);
         let report = evaluate(net.as_ref(), &test, &norm, EVAL_BATCH)?;
         let (test_loss, test_acc) = (report.loss, report.accuracy);
         let m = EpochMetrics {
@@ -228,11 +229,13 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         rows.push(m);
         eprintln!(
             "epoch {epoch}/{}: train loss {train_loss:.4} acc {:.2}% | test loss {test_loss:.4} \
-             acc {:.2}% | lr {:.2e} | {images_per_s:.0} img/s | {:.0} s",
+             acc {:.2}% | lr {:.2e} | {:.0} img/s, {:.1}% waiting for data | {:.0} s",
             recipe.epochs,
             100.0 * train_acc,
             100.0 * test_acc,
             m.lr,
+            stats.images_per_s,
+            100.0 * stats.data_wait,
             m.seconds
         );
         write_epoch(
@@ -370,7 +373,7 @@ fn loader_config(r: &Recipe, norm: &Normalization) -> LoaderConfig {
     }
 }
 
-/// One epoch of training; returns (mean loss, accuracy, images/s of the steps).
+/// One epoch of training.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     net: &dyn Model,
@@ -381,7 +384,7 @@ fn train_epoch(
     r: &Recipe,
     epoch: usize,
     step: &mut u64,
-) -> CliResult<(f64, f64, f64)> {
+) -> CliResult<EpochStats> {
     let steps = r.steps_per_epoch(train.len());
     let loader = Loader::new(
         Arc::clone(train),
@@ -393,12 +396,19 @@ fn train_epoch(
     let bar = progress::EpochBar::new(epoch, r.epochs, steps);
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     let start = Instant::now();
-    for Batch {
-        images: x,
-        labels,
-        targets,
-    } in loader.take(steps)
-    {
+    let mut batches = loader.take(steps);
+    let mut data_wait = std::time::Duration::ZERO;
+    loop {
+        let waited = Instant::now();
+        let Some(Batch {
+            images: x,
+            labels,
+            targets,
+        }) = batches.next()
+        else {
+            break;
+        };
+        data_wait += waited.elapsed();
         opt.set_lr(schedule.lr_at(*step))?;
         opt.zero_grad();
         let ctx = Ctx::train(derive_seed(r.seed, DROPOUT_STREAMS, *step));
@@ -434,11 +444,25 @@ fn train_epoch(
     }
     bar.finish();
     let n = seen.max(1) as f64;
-    Ok((
-        loss_sum / n,
-        correct as f64 / n,
-        seen as f64 / start.elapsed().as_secs_f64(),
-    ))
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(EpochStats {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / n,
+        images_per_s: seen as f64 / seconds,
+        data_wait: data_wait.as_secs_f64() / seconds,
+    })
+}
+
+/// What one epoch of training measured.
+struct EpochStats {
+    /// Mean training loss.
+    loss: f64,
+    /// Training accuracy (against the un-mixed labels).
+    accuracy: f64,
+    /// Images per second of the training steps (data waits included).
+    images_per_s: f64,
+    /// Fraction of the epoch spent waiting for the loader's next batch.
+    data_wait: f64,
 }
 
 fn count_correct(logits: &Tensor, labels: &[usize]) -> CliResult<usize> {
