@@ -26,10 +26,12 @@ TASKS:
 BENCH:
     cargo xtask bench [NAME] [--threads 1,2] [--case CASE] [--no-torch] [--quick] [--verbose]
 
-    NAME          gemm, conv or all (default all)
+    NAME          gemm, conv, train-step, autograd, models or all (default all; models is
+                  the heaviest: full-size 224 models, tens of minutes for --threads 1,2)
     --threads     comma-separated thread counts (default 1,2); sets ALLMLP_NUM_THREADS for
                   the Rust benches and torch.set_num_threads for PyTorch
-    --case        only cases whose name contains CASE (e.g. 1568x512x2048, stem7x7s2)
+    --case        only cases whose name contains CASE (e.g. 1568x512x2048, stem7x7s2,
+                  mixer_s16_224_b8)
     --no-torch    skip the PyTorch side (torch=n/a)
     --quick       shorter warm-up and measurement on both sides (noisier)
     --verbose     show criterion's own output
@@ -39,6 +41,13 @@ BENCH:
     tools/bench_torch.py runs the same case. The medians are printed as GFLOP/s with
     ratio = tensor-core / torch, then a summary (geometric mean and worst ratio) per kind and
     thread count; the table also goes to target/bench-summary.md.
+
+    models: eval-mode inference of mixer_s16_224, mixer_b16_224, resmlp_12_224, resmlp_24_224
+    (torch: timm.create_model(name), inference_mode), repmlp_res50_light_224 and repmlpnet_t224
+    in the training and the deploy form (torch: the reference modules of tools/fixtures/).
+    Batch-8 cases (`<model>_b8`) are images/s, target ratio >= 1.3; batch-1 cases (`<model>_b1`)
+    are median ms per call, ratio = ours/torch latency, target <= 0.8 (the issue's targets, for
+    the four timm models; none for the RepMLP family).
 
     PyTorch comes from, in order: $ALLMLP_TORCH_PYTHON (a python with torch installed),
     <workspace>/.venv/bin/python if it imports torch, or a .venv created with
