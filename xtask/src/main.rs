@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod criterion;
+mod parity;
 mod torch;
 
 use std::ffi::OsString;
@@ -21,6 +22,7 @@ USAGE:
 TASKS:
     ci      cargo fmt --check, cargo clippy -D warnings, cargo test (stops at the first failure)
     bench   criterion benches of allmlp-benches against PyTorch, one GFLOP/s line per case
+    parity  the full-size parity tests (timm fixtures generated, then the ignored tests)
     help    print this message (also -h, --help)
 
 BENCH:
@@ -49,10 +51,29 @@ BENCH:
     are median ms per call, ratio = ours/torch latency, target <= 0.8 (the issue's targets, for
     the four timm models; none for the RepMLP family).
 
-    PyTorch comes from, in order: $ALLMLP_TORCH_PYTHON (a python with torch installed),
+    PyTorch (for bench and parity) comes from, in order: $ALLMLP_TORCH_PYTHON (a python with torch installed),
     <workspace>/.venv/bin/python if it imports torch, or a .venv created with
     `python3 -m venv .venv` and `pip install -r tools/requirements-bench.txt`.
     OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are removed from the torch process's environment.
+
+PARITY:
+    cargo xtask parity [--models LIST] [--regenerate]
+
+    --models      timm models whose full-size fixtures are written and checked: a comma-separated
+                  list of mixer_{s32,s16,b32,b16,l32,l16}_224, resmlp_{12,24,36,big_24}_224,
+                  `all` (those ten; about 2.5 GB of files) or `none` (default
+                  mixer_s16_224,mixer_b16_224,resmlp_12_224,resmlp_24_224)
+    --regenerate  rewrite fixtures that are already there
+
+    1. tools/fixtures/models_mlp.py --full <target>/parity-fixtures --models M (random weights,
+       batch-1 input and timm's float64 output) for each model whose files are missing, with the
+       python found as for bench (it needs torch, timm, safetensors and numpy);
+    2. ALLMLP_PARITY_DIR=<target>/parity-fixtures cargo test -p allmlp-models --test mixer_resmlp
+       --test repmlp --test repmlpnet --test deploy --no-fail-fast -- --ignored
+       --test-threads=1 --nocapture: timm parity (<= 1e-4 relative) of every model with files
+       there, RepMLP-Res50 against the committed reference outputs, every RepMLPNet at full
+       size, every full-size train -> deploy conversion;
+    3. one line per test (ok / FAILED) and a count; fails when a test fails.
 ";
 
 fn main() -> ExitCode {
@@ -67,6 +88,7 @@ fn main() -> ExitCode {
         Some("ci") if rest.is_empty() => ci::run(),
         Some("ci") => Err(format!("`ci` takes no arguments, got {rest:?}")),
         Some("bench") => bench::run(&rest),
+        Some("parity") => parity::run(&rest),
         Some(other) => Err(format!(
             "unknown task `{other}` (`cargo xtask --help` lists the tasks)"
         )),
