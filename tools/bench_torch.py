@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch side of `cargo xtask bench`: time one GEMM or convolution case on the CPU.
+"""PyTorch side of `cargo xtask bench`: time one GEMM, convolution, training or model case on the CPU.
 
 The shapes come from the command line (the xtask passes the numbers from
 benches/src/lib.rs, so they live in one place):
@@ -13,6 +13,13 @@ benches/src/lib.rs, so they live in one place):
       --in-chans 1 --patch 4 --dim 128 --depth 8 --classes 10 --threads 2 --json
       one training step of a timm MlpMixer / ResMLP: zero_grad, forward, label-smoothed
       cross-entropy, backward, AdamW step (not under inference_mode)
+  bench_torch.py --kind models --case mixer_b16_224_b8 --model mixer_b16_224 --source timm \
+      --batch 8 [--deploy] --threads 2 --json
+      one eval-mode forward of a whole model on a random [batch, 3, 224, 224] input:
+      --source timm: timm.create_model(model, pretrained=False);
+      --source repmlp-ref / repmlpnet-ref: the RepMLP v1 / RepMLPNet reference modules of
+      tools/fixtures/models_repmlp.py / models_repmlpnet.py (timm has no RepMLP), in the
+      training form or, with --deploy, the deploy form
   bench_torch.py --info --json
       torch version and MKL-DNN / MKL availability
 
@@ -30,7 +37,7 @@ import time
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kind", choices=["gemm", "conv", "train_step"])
+    p.add_argument("--kind", choices=["gemm", "conv", "train_step", "models"])
     p.add_argument("--case", help="gemm: MxKxN; conv: the case's name")
     p.add_argument("--threads", type=int, default=1)
     for dim in ["n", "c", "o", "h", "w", "k", "stride", "pad", "groups"]:
@@ -38,6 +45,10 @@ def parse_args():
     p.add_argument("--arch", choices=["mixer", "resmlp"], help="train_step: architecture")
     for dim in ["batch", "img", "in-chans", "patch", "dim", "depth", "classes"]:
         p.add_argument(f"--{dim}", type=int, help=f"train_step: {dim}")
+    p.add_argument("--model", help="models: registry / timm name")
+    p.add_argument("--source", choices=["timm", "repmlp-ref", "repmlpnet-ref"],
+                   help="models: where the PyTorch model comes from")
+    p.add_argument("--deploy", action="store_true", help="models: the deploy form (RepMLP refs)")
     p.add_argument("--quick", action="store_true", help="shorter warm-up and measurement")
     p.add_argument("--info", action="store_true", help="print the torch build and exit")
     p.add_argument("--json", action="store_true", help="print one JSON line")
@@ -116,6 +127,47 @@ def train_step_case(torch, args):
     return step, None
 
 
+# RepMLP v1 ResNets of tools/fixtures/models_repmlp.py: (block, fc3 groups).
+REPMLP_RESNETS = {
+    "repmlp_res50_light_224": ("light", 4),
+    "repmlp_res50_bottleneck_224": ("bottleneck", 8),
+}
+
+
+def models_case(torch, args):
+    """One eval-mode forward of a full model (called under inference_mode); work = images."""
+    if args.model is None or args.source is None or args.batch is None:
+        sys.exit("bench_torch.py: models needs --model --source --batch")
+    if args.source == "timm":
+        if args.deploy:
+            sys.exit("bench_torch.py: timm models have no deploy form")
+        import timm
+
+        model = timm.create_model(args.model, pretrained=False)
+    else:
+        import os
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+        if args.source == "repmlp-ref":
+            from models_repmlp import RepMLPResNetRef
+
+            if args.model not in REPMLP_RESNETS:
+                sys.exit(f"bench_torch.py: repmlp-ref knows {sorted(REPMLP_RESNETS)}, got {args.model!r}")
+            block, groups = REPMLP_RESNETS[args.model]
+            model = RepMLPResNetRef((3, 4, 6, 3), 1000, block, 224, 7, 7, (1, 3, 5), 1, groups,
+                                    deploy=args.deploy)
+        else:
+            from models_repmlpnet import NAMED, named
+
+            if args.model not in NAMED:
+                sys.exit(f"bench_torch.py: repmlpnet-ref knows {sorted(NAMED)}, got {args.model!r}")
+            model = named(args.model, args.deploy)
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, 3, 224, 224, generator=g)
+    return (lambda: model(x)), None
+
+
 def measure(fn, warmup_s, measure_s, min_runs=10):
     """Median seconds per call: warm up for warmup_s, then time calls for measure_s."""
     start = time.perf_counter()
@@ -142,6 +194,10 @@ def main():
         if args.kind == "train_step":
             fn, flops = train_step_case(torch, args)
             median, runs = measure(fn, warmup_s, measure_s)
+        elif args.kind == "models":
+            with torch.inference_mode():
+                fn, flops = models_case(torch, args)
+                median, runs = measure(fn, warmup_s, measure_s)
         else:
             fn, flops = gemm_case(torch, args.case) if args.kind == "gemm" else conv_case(torch, args)
             with torch.inference_mode():

@@ -223,3 +223,125 @@ pub const TRAIN_STEP_CASES: [TrainStepCase; 2] = [
 /// Autograd overhead cases `(name, batch)`: the same computation through
 /// tensor-core directly, through autograd under `no_grad`, and recording a tape.
 pub const AUTOGRAD_CASES: [(&str, usize); 1] = [("mlp_block_b128", 128)];
+
+/// Where the PyTorch side of a [`ModelCase`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorchModel {
+    /// `timm.create_model(name, pretrained=False)` (same name as ours).
+    Timm,
+    /// The RepMLP v1 reference modules of `tools/fixtures/models_repmlp.py` (written there from
+    /// the spec and the authors' code; timm has no RepMLP).
+    RepMlpRef,
+    /// The RepMLPNet reference modules of `tools/fixtures/models_repmlpnet.py`.
+    RepMlpNetRef,
+}
+
+impl TorchModel {
+    /// The `--source` value `tools/bench_torch.py` takes.
+    pub fn source(self) -> &'static str {
+        match self {
+            TorchModel::Timm => "timm",
+            TorchModel::RepMlpRef => "repmlp-ref",
+            TorchModel::RepMlpNetRef => "repmlpnet-ref",
+        }
+    }
+}
+
+/// Eval-mode inference of a registered model (no tape; `torch.inference_mode` on the
+/// PyTorch side), random input, default-initialised weights.
+///
+/// Batch 1 cases measure latency (median ms per call); larger batches throughput (images/s).
+#[derive(Clone, Copy, Debug)]
+pub struct ModelCase {
+    /// Registry name (`allmlp_models::create_model`).
+    pub model: &'static str,
+    /// The deploy (re-parameterized) form (`allmlp_models::create_deploy_model`) instead of
+    /// the training form.
+    pub deploy: bool,
+    /// Images per call.
+    pub batch: usize,
+    /// The PyTorch counterpart.
+    pub torch: TorchModel,
+    /// The target for ours/torch, if there is one: at least this images/s ratio
+    /// (throughput cases) or at most this latency ratio (batch-1 cases).
+    pub target: Option<f64>,
+}
+
+impl ModelCase {
+    /// `mixer_s16_224_b8`, `repmlpnet_t224_deploy_b1`: the id used by criterion and the table.
+    pub fn name(&self) -> String {
+        let form = if self.deploy { "_deploy" } else { "" };
+        format!("{}{form}_b{}", self.model, self.batch)
+    }
+
+    /// True for a latency case (batch 1): report ms per call, lower is better.
+    pub fn is_latency(&self) -> bool {
+        self.batch == 1
+    }
+
+    /// Arguments describing the case to `tools/bench_torch.py`.
+    pub fn torch_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = ["--kind", "models", "--case"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(self.name());
+        a.extend(["--model".into(), self.model.into()]);
+        a.extend(["--source".into(), self.torch.source().into()]);
+        a.extend(["--batch".into(), self.batch.to_string()]);
+        if self.deploy {
+            a.push("--deploy".into());
+        }
+        a
+    }
+}
+
+/// The targets: ≥ 1.3× PyTorch's batch-8 images/s, ≤ 0.8× its batch-1 latency.
+const THROUGHPUT_TARGET: Option<f64> = Some(1.3);
+const LATENCY_TARGET: Option<f64> = Some(0.8);
+
+const fn timm_case(model: &'static str, batch: usize) -> ModelCase {
+    ModelCase {
+        model,
+        deploy: false,
+        batch,
+        torch: TorchModel::Timm,
+        target: if batch == 1 {
+            LATENCY_TARGET
+        } else {
+            THROUGHPUT_TARGET
+        },
+    }
+}
+
+const fn rep_case(model: &'static str, deploy: bool, batch: usize, torch: TorchModel) -> ModelCase {
+    ModelCase {
+        model,
+        deploy,
+        batch,
+        torch,
+        target: None,
+    }
+}
+
+/// Full-size 224 models, batch 8 (throughput) and batch 1 (latency): the four timm models
+/// with the targets, then RepMLP-Res50 (Light) and RepMLPNet-T224 in both forms
+/// against the reference modules (no target).
+pub const MODEL_CASES: [ModelCase; 16] = [
+    timm_case("mixer_s16_224", 8),
+    timm_case("mixer_s16_224", 1),
+    timm_case("mixer_b16_224", 8),
+    timm_case("mixer_b16_224", 1),
+    timm_case("resmlp_12_224", 8),
+    timm_case("resmlp_12_224", 1),
+    timm_case("resmlp_24_224", 8),
+    timm_case("resmlp_24_224", 1),
+    rep_case("repmlp_res50_light_224", false, 8, TorchModel::RepMlpRef),
+    rep_case("repmlp_res50_light_224", false, 1, TorchModel::RepMlpRef),
+    rep_case("repmlp_res50_light_224", true, 8, TorchModel::RepMlpRef),
+    rep_case("repmlp_res50_light_224", true, 1, TorchModel::RepMlpRef),
+    rep_case("repmlpnet_t224", false, 8, TorchModel::RepMlpNetRef),
+    rep_case("repmlpnet_t224", false, 1, TorchModel::RepMlpNetRef),
+    rep_case("repmlpnet_t224", true, 8, TorchModel::RepMlpNetRef),
+    rep_case("repmlpnet_t224", true, 1, TorchModel::RepMlpNetRef),
+];

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use allmlp_benches::{AUTOGRAD_CASES, CONV_CASES, GEMM_SHAPES, TRAIN_STEP_CASES};
+use allmlp_benches::{AUTOGRAD_CASES, CONV_CASES, GEMM_SHAPES, MODEL_CASES, TRAIN_STEP_CASES};
 
 use crate::criterion::{self, Benches, Timing};
 use crate::torch::{self, Torch};
@@ -14,7 +14,7 @@ use crate::workspace_root;
 const OURS: &str = "tensor-core";
 
 /// Every benchmark kind, in the order `all` runs them (bench targets of allmlp-benches).
-const ALL_KINDS: [&str; 4] = ["gemm", "conv", "train_step", "autograd"];
+const ALL_KINDS: [&str; 5] = ["gemm", "conv", "train_step", "autograd", "models"];
 
 /// Parsed command line of `cargo xtask bench`.
 struct Options {
@@ -63,9 +63,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
         Some("conv") => vec!["conv"],
         Some("train-step" | "train_step") => vec!["train_step"],
         Some("autograd") => vec!["autograd"],
+        Some("models") => vec!["models"],
         Some(other) => {
             return Err(format!(
-                "bench: NAME must be gemm, conv, train-step, autograd or all, got `{other}`"
+                "bench: NAME must be gemm, conv, train-step, autograd, models or all, got `{other}`"
             ));
         }
     };
@@ -83,16 +84,19 @@ fn parse_threads(list: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-/// What a row's rates count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a row's figures count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Unit {
     /// Floating-point operations: `work` is FLOPs per iteration, rates are GFLOP/s.
     Gflops,
     /// Images: `work` is images per iteration, rates are images/s.
     Images,
+    /// Latency: milliseconds per iteration (`work` unused); lower is better.
+    Millis,
 }
 
 impl Unit {
+    /// The unit of every case of `kind` but the `models` latency cases.
     fn of(kind: &str) -> Unit {
         if matches!(kind, "gemm" | "conv") {
             Unit::Gflops
@@ -105,15 +109,22 @@ impl Unit {
         match self {
             Unit::Gflops => "GFLOP/s",
             Unit::Images => "img/s",
+            Unit::Millis => "ms, batch-1 latency",
         }
     }
 
-    /// Rate from `work` per iteration and seconds per iteration.
+    /// Figure from `work` per iteration and seconds per iteration.
     fn rate(self, work: f64, seconds: f64) -> f64 {
         match self {
             Unit::Gflops => work / seconds / 1e9,
             Unit::Images => work / seconds,
+            Unit::Millis => seconds * 1e3,
         }
+    }
+
+    /// True for rates (more is better), false for latencies.
+    fn higher_is_better(self) -> bool {
+        self != Unit::Millis
     }
 }
 
@@ -123,10 +134,32 @@ struct Case {
     kind: &'static str,
     name: String,
     work: f64,
+    unit: Unit,
+    /// The target of the ratio tensor-core/torch, if any (a minimum for rates, a maximum
+    /// for latencies).
+    target: Option<f64>,
     torch_args: Vec<String>,
 }
 
 fn cases(kind: &'static str) -> Vec<Case> {
+    let unit = Unit::of(kind);
+    if kind == "models" {
+        return MODEL_CASES
+            .iter()
+            .map(|c| Case {
+                kind,
+                name: c.name(),
+                work: c.batch as f64,
+                unit: if c.is_latency() {
+                    Unit::Millis
+                } else {
+                    Unit::Images
+                },
+                target: c.target,
+                torch_args: c.torch_args(),
+            })
+            .collect();
+    }
     if kind == "train_step" {
         return TRAIN_STEP_CASES
             .iter()
@@ -134,6 +167,8 @@ fn cases(kind: &'static str) -> Vec<Case> {
                 kind,
                 name: c.name(),
                 work: c.batch as f64,
+                unit,
+                target: None,
                 torch_args: c.torch_args(),
             })
             .collect();
@@ -145,6 +180,8 @@ fn cases(kind: &'static str) -> Vec<Case> {
                 kind,
                 name: name.into(),
                 work: batch as f64,
+                unit,
+                target: None,
                 torch_args: Vec::new(),
             })
             .collect();
@@ -160,6 +197,8 @@ fn cases(kind: &'static str) -> Vec<Case> {
                     kind,
                     name,
                     work,
+                    unit,
+                    target: None,
                     torch_args,
                 }
             })
@@ -187,17 +226,21 @@ fn cases(kind: &'static str) -> Vec<Case> {
                 kind,
                 name: c.name.into(),
                 work: c.flops(),
+                unit,
+                target: None,
                 torch_args,
             }
         })
         .collect()
 }
 
-/// One line of the table: the rate of each implementation for a case and thread count.
+/// One line of the table: the figure of each implementation for a case and thread count.
 struct Row {
     kind: &'static str,
     case: String,
     threads: usize,
+    unit: Unit,
+    target: Option<f64>,
     rates: BTreeMap<String, f64>,
     torch: Option<f64>,
 }
@@ -209,8 +252,19 @@ impl Row {
         std::iter::once(OURS.to_string()).chain(rest).collect()
     }
 
+    /// tensor-core / torch (for latencies: < 1 is faster).
     fn ratio(&self) -> Option<f64> {
         Some(self.rates.get(OURS)? / self.torch?)
+    }
+
+    /// Whether the ratio meets the case's target (`None` without a target or a ratio).
+    fn meets_target(&self) -> Option<bool> {
+        let (r, t) = (self.ratio()?, self.target?);
+        Some(if self.unit.higher_is_better() {
+            r >= t
+        } else {
+            r <= t
+        })
     }
 
     fn line(&self) -> String {
@@ -224,7 +278,31 @@ impl Row {
             fmt(self.torch, 1),
             fmt(self.ratio(), 2)
         );
+        if self.unit == Unit::Millis {
+            s.push_str(" (ms)");
+        }
+        if self.target.is_some() {
+            let _ = write!(s, " target{}", self.target_text());
+        }
         s
+    }
+
+    /// `≥1.30 met`, `≤0.80 missed`, `≥1.30 n/a` (no ratio) or `-` (no target).
+    fn target_text(&self) -> String {
+        let Some(t) = self.target else {
+            return "-".into();
+        };
+        let op = if self.unit.higher_is_better() {
+            "≥"
+        } else {
+            "≤"
+        };
+        let verdict = match self.meets_target() {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "n/a",
+        };
+        format!("{op}{t:.2} {verdict}")
     }
 }
 
@@ -232,25 +310,44 @@ fn fmt(x: Option<f64>, digits: usize) -> String {
     x.map_or("n/a".into(), |x| format!("{x:.digits$}"))
 }
 
-/// Geometric mean and worst ratio (with its case) of rows of one kind and thread count.
+/// Geometric mean and worst ratio (with its case) of rows of one kind, unit and thread
+/// count; the worst is the lowest ratio of rates, the highest of latencies.
 fn summary(rows: &[&Row]) -> Option<(f64, f64, String, usize)> {
     let ratios: Vec<(f64, &str)> = rows
         .iter()
         .filter_map(|r| Some((r.ratio()?, r.case.as_str())))
         .collect();
-    let (worst, worst_case) = ratios.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0))?;
+    let higher_is_better = rows.first().is_none_or(|r| r.unit.higher_is_better());
+    let (worst, worst_case) = ratios.iter().copied().min_by(|a, b| {
+        if higher_is_better {
+            a.0.total_cmp(&b.0)
+        } else {
+            b.0.total_cmp(&a.0)
+        }
+    })?;
     let geomean = (ratios.iter().map(|r| r.0.ln()).sum::<f64>() / ratios.len() as f64).exp();
     Some((geomean, worst, worst_case.to_string(), ratios.len()))
 }
 
 fn summary_line(kind: &str, threads: usize, rows: &[&Row]) -> String {
-    match summary(rows) {
+    // `models` has two figures (img/s and ms): say which; other kinds have one.
+    let what = match rows.first() {
+        Some(r) if kind == "models" => format!("{kind} ({})", r.unit.label()),
+        _ => kind.to_string(),
+    };
+    let mut line = match summary(rows) {
         Some((geo, worst, case, n)) => format!(
-            "summary {kind} threads={threads} geomean-ratio={geo:.2} worst-ratio={worst:.2} \
+            "summary {what} threads={threads} geomean-ratio={geo:.2} worst-ratio={worst:.2} \
              ({case}) cases={n}"
         ),
-        None => format!("summary {kind} threads={threads} geomean-ratio=n/a (no ratios)"),
+        None => format!("summary {what} threads={threads} geomean-ratio=n/a (no ratios)"),
+    };
+    let verdicts: Vec<bool> = rows.iter().filter_map(|r| r.meets_target()).collect();
+    if !verdicts.is_empty() {
+        let met = verdicts.iter().filter(|&&m| m).count();
+        let _ = write!(line, " targets-met={met}/{}", verdicts.len());
     }
+    line
 }
 
 /// Runs `cargo xtask bench` with its arguments.
@@ -337,6 +434,8 @@ fn run_case(
         kind: case.kind,
         case: case.name.clone(),
         threads,
+        unit: case.unit,
+        target: case.target,
         rates: BTreeMap::new(),
         torch: None,
     };
@@ -358,10 +457,9 @@ fn run_case(
                         case.name
                     );
                 }
-                let unit = Unit::of(case.kind);
                 row.rates = medians
                     .into_iter()
-                    .map(|(id, ns)| (id, unit.rate(case.work, ns * 1e-9)))
+                    .map(|(id, ns)| (id, case.unit.rate(case.work, ns * 1e-9)))
                     .collect();
             }
             Err(e) => {
@@ -372,7 +470,7 @@ fn run_case(
     }
     if let (Ok(torch), false) = (torch, case.torch_args.is_empty()) {
         match torch.median_seconds(&case.torch_args, threads, opts.timing.quick) {
-            Ok(s) => row.torch = Some(Unit::of(case.kind).rate(case.work, s)),
+            Ok(s) => row.torch = Some(case.unit.rate(case.work, s)),
             Err(e) => eprintln!("xtask bench: torch {} {}: {e}", case.kind, case.name),
         }
     }
@@ -396,7 +494,8 @@ fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
             if opts.timing.quick { " (quick)" } else { "" }
         ),
         "rates from medians (criterion for Rust, perf_counter for torch): GFLOP/s for gemm and \
-         conv, images/s for train_step and autograd; ratio = tensor-core/torch"
+         conv, images/s for train_step, autograd and the batch-8 models cases, ms per call for \
+         the batch-1 models cases; ratio = tensor-core/torch (for ms: below 1 is faster)"
             .into(),
     ];
     match torch {
@@ -417,14 +516,27 @@ fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
 fn summaries(opts: &Options, rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();
     for &kind in &opts.kinds {
-        for &threads in &opts.threads {
-            let rows: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.kind == kind && r.threads == threads)
-                .collect();
-            if !rows.is_empty() {
-                out.push(summary_line(kind, threads, &rows));
+        for (_, unit) in sections(rows).into_iter().filter(|s| s.0 == kind) {
+            for &threads in &opts.threads {
+                let rows: Vec<&Row> = rows
+                    .iter()
+                    .filter(|r| r.kind == kind && r.unit == unit && r.threads == threads)
+                    .collect();
+                if !rows.is_empty() {
+                    out.push(summary_line(kind, threads, &rows));
+                }
             }
+        }
+    }
+    out
+}
+
+/// The `(kind, unit)` pairs of `rows`, in order of first appearance.
+fn sections(rows: &[Row]) -> Vec<(&'static str, Unit)> {
+    let mut out: Vec<(&'static str, Unit)> = Vec::new();
+    for r in rows {
+        if !out.contains(&(r.kind, r.unit)) {
+            out.push((r.kind, r.unit));
         }
     }
     out
@@ -436,10 +548,11 @@ fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
     for line in header {
         let _ = writeln!(md, "- {line}");
     }
-    let mut kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
-    kinds.dedup();
-    for kind in kinds {
-        let rows: Vec<&Row> = rows.iter().filter(|r| r.kind == kind).collect();
+    for (kind, unit) in sections(rows) {
+        let rows: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.kind == kind && r.unit == unit)
+            .collect();
         let mut impls: Vec<String> = vec![OURS.into()];
         for row in &rows {
             for id in row.impls() {
@@ -448,19 +561,26 @@ fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
                 }
             }
         }
-        let _ = writeln!(md, "\n## {kind} ({})\n", Unit::of(kind).label());
+        let targets = rows.iter().any(|r| r.target.is_some());
+        let _ = writeln!(md, "\n## {kind} ({})\n", unit.label());
         let _ = writeln!(
             md,
-            "| case | threads | {} | torch | ratio |",
-            impls.join(" | ")
+            "| case | threads | {} | torch | ratio |{}",
+            impls.join(" | "),
+            if targets { " target |" } else { "" }
         );
-        let _ = writeln!(md, "|---|---:|{}---:|---:|", "---:|".repeat(impls.len()));
+        let _ = writeln!(
+            md,
+            "|---|---:|{}---:|---:|{}",
+            "---:|".repeat(impls.len()),
+            if targets { "---|" } else { "" }
+        );
         for row in rows {
             let cells: Vec<String> = impls
                 .iter()
                 .map(|id| fmt(row.rates.get(id).copied(), 1))
                 .collect();
-            let _ = writeln!(
+            let _ = write!(
                 md,
                 "| {} | {} | {} | {} | {} |",
                 row.case,
@@ -469,6 +589,10 @@ fn markdown(header: &[String], rows: &[Row], summaries: &[String]) -> String {
                 fmt(row.torch, 1),
                 fmt(row.ratio(), 2)
             );
+            if targets {
+                let _ = write!(md, " {} |", row.target_text());
+            }
+            md.push('\n');
         }
     }
     md.push('\n');
@@ -496,8 +620,22 @@ mod tests {
             kind: "gemm",
             case: case.into(),
             threads: 1,
+            unit: Unit::Gflops,
+            target: None,
             rates,
             torch,
+        }
+    }
+
+    fn model_row(case: &str, unit: Unit, ours: f64, torch: f64, target: Option<f64>) -> Row {
+        Row {
+            kind: "models",
+            case: case.into(),
+            threads: 2,
+            unit,
+            target,
+            rates: BTreeMap::from([(OURS.to_string(), ours)]),
+            torch: Some(torch),
         }
     }
 
@@ -510,6 +648,7 @@ mod tests {
         let o = parse(&[]).unwrap();
         assert_eq!(o.kinds, ALL_KINDS);
         assert_eq!(parse(&args("train-step")).unwrap().kinds, ["train_step"]);
+        assert_eq!(parse(&args("models --quick")).unwrap().kinds, ["models"]);
         assert_eq!(o.threads, [1, 2]);
         for bad in [
             "fft",
@@ -583,5 +722,81 @@ mod tests {
             md.contains("geomean-ratio=1.00 worst-ratio=0.50 (b) cases=2"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn model_cases_are_throughput_at_batch_8_and_latency_at_batch_1() {
+        let cases = cases("models");
+        assert_eq!(cases.len(), MODEL_CASES.len());
+        let b8 = cases.iter().find(|c| c.name == "mixer_b16_224_b8").unwrap();
+        assert_eq!(
+            (b8.unit, b8.work, b8.target),
+            (Unit::Images, 8.0, Some(1.3))
+        );
+        // 8 images in 1.25 s: 6.4 img/s.
+        assert!((b8.unit.rate(b8.work, 1.25) - 6.4).abs() < 1e-12);
+        let a = b8.torch_args.join(" ");
+        assert!(
+            a.contains("--kind models --case mixer_b16_224_b8 --model mixer_b16_224 --source timm --batch 8"),
+            "{a}"
+        );
+        let b1 = cases.iter().find(|c| c.name == "resmlp_12_224_b1").unwrap();
+        assert_eq!((b1.unit, b1.target), (Unit::Millis, Some(0.8)));
+        assert_eq!(b1.unit.rate(b1.work, 0.044), 44.0);
+        let dep = cases
+            .iter()
+            .find(|c| c.name == "repmlpnet_t224_deploy_b1")
+            .unwrap();
+        assert!(dep.target.is_none());
+        assert!(
+            dep.torch_args
+                .join(" ")
+                .ends_with("--source repmlpnet-ref --batch 1 --deploy")
+        );
+        // The issue's four timm models, at both batch sizes, carry the targets.
+        assert_eq!(cases.iter().filter(|c| c.target.is_some()).count(), 8);
+    }
+
+    #[test]
+    fn latency_ratios_are_better_when_lower() {
+        let fast = model_row("a_b1", Unit::Millis, 40.0, 56.0, Some(0.8));
+        let slow = model_row("b_b1", Unit::Millis, 90.0, 89.0, Some(0.8));
+        assert_eq!(fast.meets_target(), Some(true));
+        assert_eq!(slow.meets_target(), Some(false));
+        assert!(
+            fast.line().ends_with("ratio=0.71 (ms) target≤0.80 met"),
+            "{}",
+            fast.line()
+        );
+        let refs = [&fast, &slow];
+        let (_, worst, case, _) = summary(&refs).unwrap();
+        assert_eq!(case, "b_b1");
+        assert!((worst - 90.0 / 89.0).abs() < 1e-12);
+        let line = summary_line("models", 2, &refs);
+        assert!(
+            line.starts_with("summary models (ms, batch-1 latency) threads=2"),
+            "{line}"
+        );
+        assert!(line.ends_with("targets-met=1/2"), "{line}");
+        let thr = model_row("c_b8", Unit::Images, 25.0, 19.3, Some(1.3));
+        assert_eq!(thr.meets_target(), Some(false));
+        let none = model_row("d_b8", Unit::Images, 5.0, 4.0, None);
+        assert!(none.meets_target().is_none() && !none.line().contains("target"));
+        // One markdown section per unit, with a target column.
+        let rows = [thr, fast, none];
+        let md = markdown(&[], &rows, &[]);
+        assert!(md.contains("## models (img/s)") && md.contains("## models (ms, batch-1 latency)"));
+        assert!(
+            md.contains("| c_b8 | 2 | 25.0 | 19.3 | 1.30 | ≥1.30 missed |"),
+            "{md}"
+        );
+        assert!(md.contains("| d_b8 | 2 | 5.0 | 4.0 | 1.25 | - |"), "{md}");
+        assert!(
+            md.contains("| a_b1 | 2 | 40.0 | 56.0 | 0.71 | ≤0.80 met |"),
+            "{md}"
+        );
+        let opts = parse(&args("models --threads 2")).unwrap();
+        let sums = summaries(&opts, &rows);
+        assert_eq!(sums.len(), 2, "{sums:?}");
     }
 }

@@ -26,8 +26,8 @@ pub struct Benches {
     pub target_dir: PathBuf,
 }
 
-/// Reads the bench targets and the target directory from `cargo metadata`.
-pub fn benches() -> Result<Benches, String> {
+/// `cargo metadata --no-deps` of the workspace.
+fn metadata() -> Result<Value, String> {
     let out = cargo()
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .stderr(Stdio::inherit())
@@ -36,12 +36,26 @@ pub fn benches() -> Result<Benches, String> {
     if !out.status.success() {
         return Err(format!("cargo metadata failed: {}", out.status));
     }
-    let meta: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("cargo metadata printed invalid JSON: {e}"))?;
-    let target_dir = meta["target_directory"]
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("cargo metadata printed invalid JSON: {e}"))
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` and cargo's config respected).
+pub fn target_dir() -> Result<PathBuf, String> {
+    target_dir_of(&metadata()?)
+}
+
+fn target_dir_of(meta: &Value) -> Result<PathBuf, String> {
+    meta["target_directory"]
         .as_str()
         .map(PathBuf::from)
-        .ok_or("cargo metadata: no target_directory")?;
+        .ok_or_else(|| "cargo metadata: no target_directory".to_string())
+}
+
+/// Reads the bench targets and the target directory from `cargo metadata`.
+pub fn benches() -> Result<Benches, String> {
+    let meta = metadata()?;
+    let target_dir = target_dir_of(&meta)?;
     let package = meta["packages"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == PACKAGE))

@@ -1,5 +1,5 @@
-//! The PyTorch side of `cargo xtask bench`: find (or set up) a python with torch
-//! and run `tools/bench_torch.py` on one case at a time.
+//! The PyTorch side of `cargo xtask bench` and `cargo xtask parity`: find (or set up) a
+//! python with torch, and run `tools/bench_torch.py` on one case at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,19 +27,47 @@ pub fn find(root: &Path) -> Result<Torch, String> {
     if !script.is_file() {
         return Err(format!("{} is missing", script.display()));
     }
+    find_python(root, |python| probe(python, script.clone()))
+}
+
+/// Finds a python that imports torch, timm, safetensors and numpy (the fixture scripts'
+/// needs), the same way as [`find`].
+pub fn find_fixture_python(root: &Path) -> Result<PathBuf, String> {
+    find_python(root, |python| {
+        let out = Command::new(&python)
+            .args(["-c", "import torch, timm, safetensors, numpy"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        if out.status.success() {
+            return Ok(python);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        Err(format!(
+            "{} cannot import torch, timm, safetensors and numpy: {}",
+            python.display(),
+            last.unwrap_or("no message")
+        ))
+    })
+}
+
+/// `$ALLMLP_TORCH_PYTHON` if set (it must pass `check`), else `<root>/.venv`'s python if it
+/// passes `check`, else that venv created / completed with `tools/requirements-bench.txt`
+/// and checked again.
+fn find_python<T>(root: &Path, check: impl Fn(PathBuf) -> Result<T, String>) -> Result<T, String> {
     if let Some(python) = std::env::var_os(PYTHON_ENV) {
-        let python = PathBuf::from(python);
-        return probe(python, script).map_err(|e| format!("${PYTHON_ENV}: {e}"));
+        return check(PathBuf::from(python)).map_err(|e| format!("${PYTHON_ENV}: {e}"));
     }
     let venv = root.join(".venv");
     let python = venv_python(&venv);
     if python.is_file()
-        && let Ok(torch) = probe(python.clone(), script.clone())
+        && let Ok(found) = check(python.clone())
     {
-        return Ok(torch);
+        return Ok(found);
     }
     setup_venv(root, &venv, &python)?;
-    probe(python, script)
+    check(python)
 }
 
 /// The interpreter inside a venv.
@@ -55,7 +83,7 @@ fn venv_python(venv: &Path) -> PathBuf {
 fn setup_venv(root: &Path, venv: &Path, python: &Path) -> Result<(), String> {
     let requirements = root.join("tools").join("requirements-bench.txt");
     if !python.is_file() {
-        eprintln!("xtask bench: creating {} for PyTorch", venv.display());
+        eprintln!("xtask: creating {} for PyTorch", venv.display());
         let status = Command::new("python3")
             .args(["-m", "venv"])
             .arg(venv)
@@ -69,7 +97,7 @@ fn setup_venv(root: &Path, venv: &Path, python: &Path) -> Result<(), String> {
         }
     }
     eprintln!(
-        "xtask bench: installing {} into {} (large download)",
+        "xtask: installing {} into {} (large download)",
         requirements.display(),
         venv.display()
     );

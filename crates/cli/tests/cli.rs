@@ -172,15 +172,42 @@ fn info_totals_equal_the_parameter_count() {
             "{out}"
         );
     }
-    // A family with parameter-only rows still totals correctly.
-    let o = allmlp(&["info", "--model", "repmlp_tiny"], dir.path());
+    // RepMLP (v1) ResNets: a shape on every row (each block with its shortcut is one row), the
+    // row MACs add up to the printed total, which is the model's own count.
+    let name = "repmlp_res50_light_224";
+    let o = allmlp(&["info", "--model", name], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    let n = num_parameters(&*create_model("repmlp_tiny", &ModelOptions::default()).unwrap());
-    assert!(
-        stdout(&o).contains(&format!("\nparams: {n} (")),
-        "{}",
-        stdout(&o)
-    );
+    let out = stdout(&o);
+    let m = create_model(name, &ModelOptions::default()).unwrap();
+    let n = num_parameters(&*m);
+    assert!(out.contains(&format!("\nparams: {n} (")), "{out}");
+    let rows: Vec<Vec<String>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("---"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .collect();
+    let num = |c: &str| c.replace(',', "").parse::<u64>().unwrap();
+    let (total, layers) = rows.split_last().unwrap();
+    assert_eq!(layers.len(), 1 + 1 + 16 + 1 + 1, "{out}");
+    assert!(layers.iter().all(|r| r[1].starts_with("[1, ")), "{out}");
+    let row = |name: &str| layers.iter().find(|r| r[0] == name).unwrap();
+    assert_eq!(row("stage0.0")[1], "[1, 64, 112, 112]");
+    assert_eq!(row("stage2.1")[1], "[1, 512, 28, 28]");
+    assert_eq!(row("stage4.2")[1], "[1, 2048, 7, 7]");
+    assert_eq!(row("linear")[1], "[1, 1000]");
+    let macs: u64 = layers.iter().map(|r| num(&r[3])).sum();
+    assert_eq!(macs, num(&total[3]), "{out}");
+    assert_eq!(layers.iter().map(|r| num(&r[2])).sum::<u64>(), n as u64);
+    assert!(out.contains(&format!("MACs per image: {macs} (")), "{out}");
+    assert!(!out.contains("parameter-only"), "{out}");
     assert_fails(
         &allmlp(&["info", "--model", "mixer_zz"], dir.path()),
         &["unknown model `mixer_zz`", "mixer_tiny"],

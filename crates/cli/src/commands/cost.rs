@@ -6,6 +6,7 @@
 //! (and timm / fvcore) report as "FLOPs"; one MAC is two floating-point operations.
 
 use allmlp_layers::num_parameters;
+use allmlp_models::repmlp::{ConvBn, ResBlock};
 use allmlp_models::{
     IsotropicConfig, MixerConfig, ModelOptions, RepMlpNetConfig, RepMlpPure, RepMlpResNet,
     ResMlpConfig, create_model,
@@ -101,6 +102,34 @@ pub fn repmlpnet_macs(c: &RepMlpNetConfig) -> u64 {
         }
     }
     m + (c.channels[n - 1] * c.num_classes) as u64
+}
+
+/// A RepMLP (v1) `ConvBn` (either form) whose output is `out_hw`: each weight element
+/// (`O·C/groups·k·k`) is used once per output position.
+pub fn conv_bn_macs(c: &ConvBn, out_hw: (usize, usize)) -> u64 {
+    (c.conv.weight.value().numel() * out_hw.0 * out_hw.1) as u64
+}
+
+/// One RepMLP-ResNet block taking an `in_hw` map to `out_hw`: the first 1×1 conv of a plain
+/// bottleneck runs before its (strided) 3×3, at the input size; every other conv, the
+/// shortcut included, produces the output size; a RepMLP block counts its own MACs.
+pub fn resnet_block_macs(b: &ResBlock, in_hw: (usize, usize), out_hw: (usize, usize)) -> u64 {
+    let sc = |s: &Option<ConvBn>| s.as_ref().map_or(0, |c| conv_bn_macs(c, out_hw));
+    let at_out = |cs: &[&ConvBn]| cs.iter().map(|c| conv_bn_macs(c, out_hw)).sum::<u64>();
+    match b {
+        ResBlock::Base(b) => {
+            conv_bn_macs(&b.conv1, in_hw) + at_out(&[&b.conv2, &b.conv3]) + sc(&b.shortcut)
+        }
+        ResBlock::Light(b) => {
+            at_out(&[&b.light_conv1, &b.light_conv3])
+                + b.light_repmlp.config.macs()
+                + sc(&b.shortcut)
+        }
+        ResBlock::Bottleneck(b) => {
+            let convs = [&b.btnk_conv1, &b.btnk_conv2, &b.btnk_conv4, &b.btnk_conv5];
+            at_out(&convs) + b.btnk_repmlp.config.macs() + sc(&b.shortcut)
+        }
+    }
 }
 
 /// The cost of `name` built with `opts`: analytic for Mixer, ResMLP and RepMLPNet (nothing
