@@ -22,13 +22,13 @@ const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// Instruction sets the elementwise loops are compiled for, detected once.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Base,
 }
 
-fn isa() -> Isa {
+pub(crate) fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
