@@ -20,7 +20,8 @@ const ROUND: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.336_55, 88.722_83);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_2e-3;
@@ -29,7 +30,12 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1_f64 as f32;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // `t` lies in [2²³, 2²⁴), where consecutive floats are 1 apart, so the
+    // integer `n` is the difference of the bit patterns: no float-to-int
+    // conversion (whose saturating `as` LLVM does not vectorize), and the same
+    // `n` as `n as i32`.
+    let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    y * f32::from_bits((n.wrapping_add(127) << 23) as u32)
 }
 
 /// The error function (A&S 7.1.26).
@@ -49,6 +55,32 @@ pub fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The previous formulation (`n as i32`), to show the bit trick changes nothing.
+    fn exp_cast(x: f32) -> f32 {
+        let x = x.clamp(-87.336_55, 88.722_83);
+        let n = (x * LOG2E + ROUND) - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4f32;
+        p = p * r + 1.398_2e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 5.000_000_1e-1_f64 as f32;
+        let y = p * r * r + r + 1.0;
+        y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    #[test]
+    fn exponent_from_bits_equals_the_cast() {
+        let mut xs: Vec<f32> = (-2_000_000..=2_000_000).map(|i| i as f32 * 5e-5).collect();
+        xs.extend([-1e30, -87.336_55, -87.4, 88.722_83, 88.8, 1e30, f32::MIN, f32::MAX]);
+        xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40]);
+        for x in xs {
+            assert_eq!(exp(x).to_bits(), exp_cast(x).to_bits(), "exp({x})");
+        }
+        assert!(exp(f32::NAN).is_nan());
+    }
 
     #[test]
     fn accuracy_against_f64() {
