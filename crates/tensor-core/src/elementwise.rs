@@ -527,3 +527,29 @@ mod tests {
         assert!(t[0].is_nan() && t[1] == 0.0 && t[2] == 2.0);
     }
 }
+
+#[cfg(test)]
+mod saturation_tests {
+    use super::*;
+
+    /// Far into the tails the activations and their gradients saturate to
+    /// finite values (0 or the identity), never NaN: `exp` must not overflow
+    /// to ∞ where a formula multiplies it by an underflowed 0.
+    #[test]
+    fn tails_are_finite() {
+        for x in [-1e4f32, -200.0, -90.0, -44.5, -20.0, -10.76, -10.0, 10.0, 50.0, 1e4] {
+            for (name, v) in [
+                ("gelu", gelu(x)),
+                ("gelu_tanh", gelu_tanh(x)),
+                ("sigmoid", sigmoid(x)),
+                ("gelu_grad", gelu_grad(x)),
+                ("gelu_tanh_grad", gelu_tanh_grad(x)),
+            ] {
+                assert!(v.is_finite(), "{name}({x}) = {v}");
+            }
+            let (g, gt) = (gelu_grad(x), gelu_tanh_grad(x));
+            let want = if x > 0.0 { 1.0 } else { 0.0 };
+            assert!((g - want).abs() < 1e-6 && (gt - want).abs() < 1e-6, "{x}: {g} {gt}");
+        }
+    }
+}
