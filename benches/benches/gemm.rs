@@ -9,7 +9,9 @@
 //! `allmlp_benches::EPILOGUE_SHAPES`, as separate passes (bias broadcast into
 //! C, GEMM with β = 1, `Tensor::gelu`: what the layers did before the fused
 //! epilogue) against `gemm_fused` with the bias and GELU in the epilogue, with
-//! and without the pre-activation store (training).
+//! (`fused-deriv`, training: the autograd op keeps GELU's derivative for the
+//! backward) and without (`fused`, inference) the derivative store. Outputs are allocated per
+//! call, as in the layers, with `allocator::keep_freed_memory` in effect.
 use std::time::Duration;
 
 use allmlp_benches::{EPILOGUE_SHAPES, GEMM_SHAPES};
@@ -49,6 +51,9 @@ fn bench(c: &mut Criterion) {
 }
 
 fn epilogue(c: &mut Criterion) {
+    // Every variant allocates its outputs, as the layers do: reuse freed
+    // buffers as the CLI and the training binaries do.
+    allmlp_tensor_core::allocator::keep_freed_memory();
     let mut group = c.benchmark_group("gemm_epilogue");
     group.sample_size(20);
     group.warm_up_time(Duration::from_millis(500));
@@ -70,19 +75,24 @@ fn epilogue(c: &mut Criterion) {
                 Tensor::from_vec(y, &[m, n]).expect("shape").gelu()
             })
         });
-        for (name, pre) in [("fused", false), ("fused-pre", true)] {
+        for (name, deriv) in [("fused", false), ("fused-deriv", true)] {
             group.bench_function(BenchmarkId::new(name, &shape), |bench| {
                 bench.iter(|| {
                     let mut y = vec![0.0f32; m * n];
-                    let mut z = if pre { vec![0.0f32; m * n] } else { Vec::new() };
+                    let mut d = if deriv {
+                        vec![0.0f32; m * n]
+                    } else {
+                        Vec::new()
+                    };
                     let epi = Epilogue {
                         bias: Bias::PerColumn(&bias),
                         act: Activation::Gelu,
-                        pre_activation: pre.then_some(&mut z[..]),
+                        derivative: deriv.then_some(&mut d[..]),
+                        ..Epilogue::default()
                     };
                     let c = MatMut::row_major(&mut y, m, n).expect("C fits");
                     gemm_fused(1.0, a(), b(), 0.0, c, epi).expect("valid product");
-                    (y, z)
+                    (y, d)
                 })
             });
         }

@@ -537,7 +537,9 @@ mod saturation_tests {
     /// to ∞ where a formula multiplies it by an underflowed 0.
     #[test]
     fn tails_are_finite() {
-        for x in [-1e4f32, -200.0, -90.0, -44.5, -20.0, -10.76, -10.0, 10.0, 50.0, 1e4] {
+        for x in [
+            -1e4f32, -200.0, -90.0, -44.5, -20.0, -10.76, -10.0, 10.0, 50.0, 1e4,
+        ] {
             for (name, v) in [
                 ("gelu", gelu(x)),
                 ("gelu_tanh", gelu_tanh(x)),
@@ -549,7 +551,10 @@ mod saturation_tests {
             }
             let (g, gt) = (gelu_grad(x), gelu_tanh_grad(x));
             let want = if x > 0.0 { 1.0 } else { 0.0 };
-            assert!((g - want).abs() < 1e-6 && (gt - want).abs() < 1e-6, "{x}: {g} {gt}");
+            assert!(
+                (g - want).abs() < 1e-6 && (gt - want).abs() < 1e-6,
+                "{x}: {g} {gt}"
+            );
         }
     }
 }

@@ -78,7 +78,17 @@ mod tests {
     #[test]
     fn exponent_from_bits_equals_the_cast() {
         let mut xs: Vec<f32> = (-2_000_000..=2_000_000).map(|i| i as f32 * 5e-5).collect();
-        xs.extend([-1e30, -87.336_55, -87.4, MAX_X, 88.722_83, 88.8, 1e30, f32::MIN, f32::MAX]);
+        xs.extend([
+            -1e30,
+            -87.336_55,
+            -87.4,
+            MAX_X,
+            88.722_83,
+            88.8,
+            1e30,
+            f32::MIN,
+            f32::MAX,
+        ]);
         xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40]);
         for x in xs {
             assert_eq!(exp(x).to_bits(), exp_cast(x).to_bits(), "exp({x})");

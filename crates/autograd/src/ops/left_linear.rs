@@ -5,7 +5,7 @@
 //! writes it `fc(x.transpose(-1, -2)).transpose(-1, -2)`; here it is one
 //! batched GEMM with the weight shared (batch stride 0) and no transposed
 //! copy, the bias (per row of each `[D, C]` output) and the activation applied
-//! in the GEMM's epilogue, which also stores the pre-activation `Z` when
+//! in the GEMM's epilogue, which also stores the derivative `act′(Z)` when
 //! recording. Backward: `dZ = dY ⊙ act′(Z)`, `dx = Wᵀ·dZ` (batched, shared
 //! weight), `dW = Σ_batch dZ·xᵀ`, `db = Σ_{batch, C} dZ`.
 
@@ -19,9 +19,9 @@ struct LeftLinear {
     x: Tensor,
     w: Tensor,
     has_bias: bool,
-    act: Activation,
-    /// The pre-activation, when `act` is not the identity.
-    z: Option<Tensor>,
+    /// The activation's derivative at the pre-activation, when `act` is not
+    /// the identity.
+    d: Option<Tensor>,
 }
 
 fn t_last(x: &Tensor) -> Result<Tensor> {
@@ -35,7 +35,7 @@ impl Function for LeftLinear {
     }
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let g = activation_backward(self.act, self.z.as_ref(), g)?;
+        let g = activation_backward(self.d.as_ref(), g)?;
         let dx = if needs[0] {
             Some(t_last(&self.w)?.matmul(&g)?)
         } else {
@@ -98,7 +98,7 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
     shape[r - 2] = d;
     let mut y = vec![0.0; batch * d * c];
     let record = records(&[Some(x), Some(weight), bias]);
-    let mut z = (record && act != Activation::Identity).then(|| vec![0.0; y.len()]);
+    let mut dact = (record && act != Activation::Identity).then(|| vec![0.0; y.len()]);
     if !y.is_empty() {
         let epilogue = Epilogue {
             bias: match &bv {
@@ -106,7 +106,8 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
                 None => Bias::None,
             },
             act,
-            pre_activation: z.as_deref_mut(),
+            derivative: dact.as_deref_mut(),
+            pre_activation: None,
         };
         gemm_batched_with(
             Backend::Auto,
@@ -130,8 +131,7 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
         x: xc,
         w: wc,
         has_bias: bias.is_some(),
-        act,
-        z: z.map(|z| Tensor::from_vec(z, &shape)).transpose()?,
+        d: dact.map(|v| Tensor::from_vec(v, &shape)).transpose()?,
     };
     Ok(match bias {
         Some(b) => Var::from_op(y, &[x, weight, b], f),
@@ -156,7 +156,8 @@ mod tests {
             .unwrap(); // [2, 5, 4], non-contiguous
         let w = Tensor::randn(&[3, 5], 0.0, 1.0, 2).unwrap();
         let b = Tensor::from_vec(vec![0.011, -0.023, 0.037], &[3]).unwrap();
-        let acts: [(Activation, fn(&Var) -> Var); 4] = [
+        type Case = (Activation, fn(&Var) -> Var);
+        let acts: [Case; 4] = [
             (Activation::Identity, |v| v.clone()),
             (Activation::Gelu, Var::gelu),
             (Activation::GeluTanh, Var::gelu_tanh),

@@ -5,13 +5,14 @@
 //! Leading dimensions are flattened to rows so each pass is one GEMM: forward
 //! `Y = act(X·Wᵀ + b)` with the bias and activation applied in the GEMM's
 //! epilogue (no separate broadcast or activation pass; when recording, the
-//! epilogue also stores the pre-activation `Z` that the activation's
-//! derivative needs). Backward `dZ = dY ⊙ act′(Z)`, `dX = dZ·W`,
+//! epilogue also stores the activation's derivative `act′(Z)` at the
+//! pre-activation `Z`, sharing GELU's `erf` with the forward). Backward
+//! `dZ = dY ⊙ act′(Z)` (one multiplication), `dX = dZ·W`,
 //! `dW = dZᵀ·X` (one GEMM over all rows, K = rows) and `db = Σ_rows dZ`.
 //! Transposes are strides, never copies.
 
 use allmlp_tensor_core::gemm::{Bias, Epilogue, MatMut, MatRef, gemm, gemm_fused};
-use allmlp_tensor_core::{Tensor, TensorError, elementwise};
+use allmlp_tensor_core::{Tensor, TensorError};
 
 use crate::{Function, Result, Var, is_grad_enabled};
 
@@ -21,9 +22,9 @@ struct Linear {
     x: Tensor,
     w: Tensor,
     has_bias: bool,
-    act: Activation,
-    /// The pre-activation, when `act` is not the identity.
-    z: Option<Tensor>,
+    /// The activation's derivative at the pre-activation, when `act` is not
+    /// the identity.
+    d: Option<Tensor>,
 }
 
 /// Rows of a contiguous `[.., cols]` tensor viewed as a matrix.
@@ -34,21 +35,12 @@ fn as_matrix(t: &Tensor, cols: usize) -> Result<(Tensor, usize)> {
 }
 
 /// `dZ = dY ⊙ act′(Z)`: the gradient through a fused activation, from the
-/// pre-activation `z` the forward epilogue stored (`None` for the identity).
-pub(crate) fn activation_backward(
-    act: Activation,
-    z: Option<&Tensor>,
-    g: &Tensor,
-) -> Result<Tensor> {
-    let Some(z) = z else {
-        return Ok(g.clone());
-    };
-    Ok(match act {
-        Activation::Identity => g.clone(),
-        Activation::Gelu => elementwise::gelu_backward(z, g)?,
-        Activation::GeluTanh => elementwise::gelu_tanh_backward(z, g)?,
-        Activation::Relu => elementwise::relu_backward(z, g)?,
-    })
+/// derivative the forward epilogue stored (`None` for the identity).
+pub(crate) fn activation_backward(d: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+    match d {
+        Some(d) => Ok(g.mul(d)?),
+        None => Ok(g.clone()),
+    }
 }
 
 /// Whether an op with these inputs records onto the graph (so must keep what
@@ -64,7 +56,7 @@ impl Function for Linear {
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let (out_f, in_f) = (self.w.shape()[0], self.w.shape()[1]);
-        let g = activation_backward(self.act, self.z.as_ref(), g)?;
+        let g = activation_backward(self.d.as_ref(), g)?;
         let (g, rows) = as_matrix(&g, out_f)?;
         let gs = g.as_slice().expect("contiguous");
         let w = self.w.contiguous();
@@ -144,7 +136,7 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
     let (xm, rows) = as_matrix(&xv, in_f)?;
     let mut y = vec![0.0; rows * out_f];
     let record = records(&[Some(x), Some(weight), bias]);
-    let mut z = (record && act != Activation::Identity).then(|| vec![0.0; rows * out_f]);
+    let mut d = (record && act != Activation::Identity).then(|| vec![0.0; rows * out_f]);
     let wc = w.contiguous();
     let epilogue = Epilogue {
         bias: match &bv {
@@ -152,7 +144,8 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
             None => Bias::None,
         },
         act,
-        pre_activation: z.as_deref_mut(),
+        derivative: d.as_deref_mut(),
+        pre_activation: None,
     };
     gemm_fused(
         1.0,
@@ -172,8 +165,7 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
         x: xv,
         w: wc,
         has_bias: bias.is_some(),
-        act,
-        z: z.map(|z| Tensor::from_vec(z, &shape)).transpose()?,
+        d: d.map(|d| Tensor::from_vec(d, &shape)).transpose()?,
     };
     Ok(match bias {
         Some(b) => Var::from_op(y, &[x, weight, b], f),
@@ -251,7 +243,8 @@ mod tests {
         let big_w = Tensor::randn(&[33, 600], 0.0, 0.05, 5).unwrap();
         let big_b = Tensor::randn(&[33], 0.0, 1.0, 6).unwrap();
         let o = GradcheckOptions::default();
-        let acts: [(Activation, fn(&Var) -> Var); 4] = [
+        type Case = (Activation, fn(&Var) -> Var);
+        let acts: [Case; 4] = [
             (Activation::Identity, |v| v.clone()),
             (Activation::Gelu, Var::gelu),
             (Activation::GeluTanh, Var::gelu_tanh),

@@ -9,8 +9,13 @@
 //! k block. The portable path applies both to each block of 64 rows right after
 //! matrixmultiply has computed it (in L2). The activations are the functions of
 //! [`crate::elementwise`], so `act` here equals `Tensor::gelu` & co. bit for bit.
+//!
+//! For training, the epilogue can also store what the activation's backward
+//! needs: the pre-activation `z`, or directly the derivative `act′(z)`, which
+//! for GELU costs one more `exp` here (the `erf` is shared with the forward)
+//! and turns the backward's erf-and-exp pass into a multiplication.
 
-use crate::elementwise::{Isa, gelu, gelu_tanh, isa, relu};
+use crate::elementwise::{Isa, gelu, gelu_grad, gelu_tanh, gelu_tanh_grad, isa, relu};
 use crate::{Result, TensorError};
 
 use super::MatMut;
@@ -40,6 +45,23 @@ impl Activation {
             Activation::Relu => relu(z),
         }
     }
+
+    /// The derivative at `z`, as the elementwise backward kernels compute it
+    /// ([`crate::elementwise::gelu_grad`] & co.; ReLU's is 0 at `z ≤ 0`).
+    #[inline(always)]
+    pub fn derivative(self, z: f32) -> f32 {
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Gelu => gelu_grad(z),
+            Activation::GeluTanh => gelu_tanh_grad(z),
+            Activation::Relu => relu_grad(z),
+        }
+    }
+}
+
+#[inline(always)]
+fn relu_grad(z: f32) -> f32 {
+    if z > 0.0 { 1.0 } else { 0.0 }
 }
 
 /// A bias added to `α·A·B + β·C` before the activation.
@@ -57,7 +79,8 @@ pub enum Bias<'a> {
 }
 
 /// What a GEMM does with `α·A·B + β·C` before storing it into C: add a bias,
-/// optionally keep that pre-activation value, then apply an activation.
+/// optionally keep that pre-activation value `z` or the activation's
+/// derivative there, then apply the activation.
 ///
 /// `Epilogue::default()` does nothing (a plain GEMM). In a batched product the
 /// bias is shared by every matrix of the batch.
@@ -66,10 +89,15 @@ pub enum Bias<'a> {
 /// use allmlp_tensor_core::gemm::{Activation, Bias, Epilogue, MatMut, MatRef, gemm_fused};
 /// let x = [1.0, -2.0]; // 1×2
 /// let w = [1.0, 0.0, 0.0, 1.0]; // Wᵀ, 2×2
-/// let (mut y, mut z) = ([0.0; 2], [0.0; 2]);
-/// let epi = Epilogue { bias: Bias::PerColumn(&[0.5, 0.5]), act: Activation::Relu, pre_activation: Some(&mut z) };
+/// let (mut y, mut z, mut d) = ([0.0; 2], [0.0; 2], [0.0; 2]);
+/// let epi = Epilogue {
+///     bias: Bias::PerColumn(&[0.5, 0.5]),
+///     act: Activation::Relu,
+///     pre_activation: Some(&mut z),
+///     derivative: Some(&mut d),
+/// };
 /// gemm_fused(1.0, MatRef::row_major(&x, 1, 2)?, MatRef::row_major(&w, 2, 2)?, 0.0, MatMut::row_major(&mut y, 1, 2)?, epi)?;
-/// assert_eq!((y, z), ([1.5, 0.0], [1.5, -1.5]));
+/// assert_eq!((y, z, d), ([1.5, 0.0], [1.5, -1.5], [1.0, 0.0]));
 /// # Ok::<(), allmlp_tensor_core::TensorError>(())
 /// ```
 #[derive(Debug, Default)]
@@ -78,23 +106,33 @@ pub struct Epilogue<'a> {
     pub bias: Bias<'a>,
     /// The activation, applied last.
     pub act: Activation,
-    /// Where to also store the pre-activation `z = α·A·B + β·C + bias` (what
-    /// the backward pass of the activation needs). Laid out exactly like C:
-    /// element `(i, j)` of matrix `b` of the batch at the same offset as in
-    /// C's slice, which it must be at least as long as C's extent.
+    /// Where to also store the pre-activation `z = α·A·B + β·C + bias`. Laid
+    /// out exactly like C: element `(i, j)` of matrix `b` of the batch at the
+    /// same offset as in C's slice, which it must be at least as long as C's
+    /// extent.
     pub pre_activation: Option<&'a mut [f32]>,
+    /// Where to also store the derivative `act′(z)` ([`Activation::derivative`]),
+    /// laid out like C: the backward of the activation is then
+    /// `dz = dy ⊙ act′(z)`, one multiplication.
+    pub derivative: Option<&'a mut [f32]>,
 }
 
 impl<'a> Epilogue<'a> {
     /// True when the epilogue changes nothing (a plain GEMM).
     pub(crate) fn is_noop(&self) -> bool {
-        matches!(self.bias, Bias::None)
-            && self.act == Activation::Identity
-            && self.pre_activation.is_none()
+        matches!(self.bias, Bias::None) && !self.has_finish()
     }
 
-    /// Checks the bias length against the `m × n` output and the
-    /// pre-activation slice against `extent`, the elements C's batch reaches.
+    /// True when something happens after the last k block: an activation or
+    /// an extra output.
+    pub(crate) fn has_finish(&self) -> bool {
+        self.act != Activation::Identity
+            || self.pre_activation.is_some()
+            || self.derivative.is_some()
+    }
+
+    /// Checks the bias length against the `m × n` output and the extra
+    /// outputs against `extent`, the elements C's batch reaches.
     pub(crate) fn check(&self, op: &'static str, m: usize, n: usize, extent: usize) -> Result<()> {
         let (len, want, what) = match self.bias {
             Bias::None => (0, 0, ""),
@@ -108,19 +146,24 @@ impl<'a> Epilogue<'a> {
                 format!("{len} elements"),
             ));
         }
-        match &self.pre_activation {
-            Some(p) if p.len() < extent => Err(TensorError::BufferTooShort {
-                op,
-                needed: extent,
-                len: p.len(),
-            }),
-            _ => Ok(()),
+        for out in [&self.pre_activation, &self.derivative]
+            .into_iter()
+            .flatten()
+        {
+            if out.len() < extent {
+                return Err(TensorError::BufferTooShort {
+                    op,
+                    needed: extent,
+                    len: out.len(),
+                });
+            }
         }
+        Ok(())
     }
 
     /// The epilogue of the sub-block of C starting at row `r0` and at offset
-    /// `offset` of C's slice (the pre-activation slice is cut at the same
-    /// offset, a per-row bias at `r0`).
+    /// `offset` of C's slice (the extra outputs are cut at the same offset, a
+    /// per-row bias at `r0`).
     pub(crate) fn sub(&mut self, r0: usize, offset: usize) -> Epilogue<'_> {
         Epilogue {
             bias: match self.bias {
@@ -128,10 +171,8 @@ impl<'a> Epilogue<'a> {
                 other => other,
             },
             act: self.act,
-            pre_activation: self
-                .pre_activation
-                .as_deref_mut()
-                .map(|p| p.get_mut(offset..).unwrap_or(&mut [])),
+            pre_activation: cut(&mut self.pre_activation, offset),
+            derivative: cut(&mut self.derivative, offset),
         }
     }
 
@@ -142,23 +183,46 @@ impl<'a> Epilogue<'a> {
             bias,
             act,
             pre_activation,
+            derivative,
         } = self;
-        let one = |pre| Epilogue {
-            bias,
-            act,
-            pre_activation: pre,
-        };
-        match pre_activation {
-            None => (0..batch).map(|_| one(None)).collect(),
-            Some(p) => p
-                .chunks_mut(stride.max(1))
-                .take(batch)
-                .map(|ch| {
-                    let len = extent.min(ch.len());
-                    one(Some(&mut ch[..len]))
-                })
-                .collect(),
-        }
+        let pres = chunks(pre_activation, batch, stride, extent);
+        let derivs = chunks(derivative, batch, stride, extent);
+        pres.into_iter()
+            .zip(derivs)
+            .map(|(pre_activation, derivative)| Epilogue {
+                bias,
+                act,
+                pre_activation,
+                derivative,
+            })
+            .collect()
+    }
+}
+
+/// An optional output from `offset` on.
+fn cut<'s>(out: &'s mut Option<&mut [f32]>, offset: usize) -> Option<&'s mut [f32]> {
+    out.as_deref_mut()
+        .map(|p| p.get_mut(offset..).unwrap_or(&mut []))
+}
+
+/// `batch` pieces of an optional output, `stride` elements apart and at most
+/// `extent` long (all `None` without an output).
+fn chunks(
+    out: Option<&mut [f32]>,
+    batch: usize,
+    stride: usize,
+    extent: usize,
+) -> Vec<Option<&mut [f32]>> {
+    match out {
+        None => (0..batch).map(|_| None).collect(),
+        Some(p) => p
+            .chunks_mut(stride.max(1))
+            .take(batch)
+            .map(|ch| {
+                let len = extent.min(ch.len());
+                Some(&mut ch[..len])
+            })
+            .collect(),
     }
 }
 
@@ -172,61 +236,105 @@ pub(crate) enum RowBias<'a> {
     Scalar(f32),
 }
 
+/// The extra outputs of one row (or tile row): pre-activation and derivative,
+/// each as long as the row when present.
+pub(crate) struct Extra<'a> {
+    pub pre: Option<&'a mut [f32]>,
+    pub deriv: Option<&'a mut [f32]>,
+}
+
 /// `c[j] = act(c[j] + bias_j)` on a contiguous row, storing `c[j] + bias_j`
-/// into `pre[j]` first when given (`pre` and a vector bias as long as `c`).
-pub(crate) fn finish_row(act: Activation, c: &mut [f32], pre: Option<&mut [f32]>, bias: RowBias) {
+/// into `pre[j]` and its derivative into `deriv[j]` first when wanted.
+pub(crate) fn finish_row(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {
     match isa() {
         // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { finish_avx512(act, c, pre, bias) },
+        Isa::Avx512 => unsafe { finish_avx512(act, c, extra, bias) },
         // SAFETY: `isa()` detected AVX2 and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { finish_avx2(act, c, pre, bias) },
-        _ => finish_body(act, c, pre, bias),
+        Isa::Avx2 => unsafe { finish_avx2(act, c, extra, bias) },
+        _ => finish_body(act, c, extra, bias),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-fn finish_avx512(act: Activation, c: &mut [f32], pre: Option<&mut [f32]>, bias: RowBias) {
-    finish_body(act, c, pre, bias)
+fn finish_avx512(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {
+    finish_body(act, c, extra, bias)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn finish_avx2(act: Activation, c: &mut [f32], pre: Option<&mut [f32]>, bias: RowBias) {
-    finish_body(act, c, pre, bias)
+fn finish_avx2(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {
+    finish_body(act, c, extra, bias)
 }
 
 /// The loops, inlined into each `target_feature` copy so the compiler
-/// vectorizes the branch-free activations for that instruction set.
+/// vectorizes the branch-free activations for that instruction set. Plain
+/// index loops over slices cut to one length (no bounds checks): iterator
+/// adapters' `fold` may be left out of line, compiled without the features.
 #[inline(always)]
-fn finish_body(act: Activation, c: &mut [f32], pre: Option<&mut [f32]>, bias: RowBias) {
+fn finish_body(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {
+    let n = c.len();
     match bias {
         RowBias::None => {}
-        RowBias::Scalar(b) => c.iter_mut().for_each(|x| *x += b),
-        RowBias::Vector(b) => c.iter_mut().zip(b).for_each(|(x, &b)| *x += b),
-    }
-    match act {
-        Activation::Identity => {
-            if let Some(p) = pre {
-                p.iter_mut().zip(c.iter()).for_each(|(p, &x)| *p = x);
+        RowBias::Scalar(b) => {
+            for x in c.iter_mut() {
+                *x += b;
             }
         }
-        Activation::Gelu => activate(c, pre, gelu),
-        Activation::GeluTanh => activate(c, pre, gelu_tanh),
-        Activation::Relu => activate(c, pre, relu),
+        RowBias::Vector(b) => {
+            let b = &b[..n];
+            for i in 0..n {
+                c[i] += b[i];
+            }
+        }
+    }
+    match act {
+        Activation::Identity => activate(c, extra, |z| z, |_| 1.0),
+        Activation::Gelu => activate(c, extra, gelu, gelu_grad),
+        Activation::GeluTanh => activate(c, extra, gelu_tanh, gelu_tanh_grad),
+        Activation::Relu => activate(c, extra, relu, relu_grad),
     }
 }
 
+/// One loop per combination of outputs, each branch-free so it vectorizes
+/// (with both `f` and `df` inlined, the compiler shares their common terms:
+/// GELU's `erf`).
 #[inline(always)]
-fn activate(c: &mut [f32], pre: Option<&mut [f32]>, f: impl Fn(f32) -> f32) {
-    match pre {
-        Some(p) => c.iter_mut().zip(p).for_each(|(x, p)| {
-            *p = *x;
-            *x = f(*x);
-        }),
-        None => c.iter_mut().for_each(|x| *x = f(*x)),
+fn activate(c: &mut [f32], extra: Extra, f: impl Fn(f32) -> f32, df: impl Fn(f32) -> f32) {
+    let n = c.len();
+    match (extra.pre, extra.deriv) {
+        (None, None) => {
+            for x in c.iter_mut() {
+                *x = f(*x);
+            }
+        }
+        (Some(p), None) => {
+            let p = &mut p[..n];
+            for i in 0..n {
+                let z = c[i];
+                p[i] = z;
+                c[i] = f(z);
+            }
+        }
+        (None, Some(d)) => {
+            let d = &mut d[..n];
+            for i in 0..n {
+                let z = c[i];
+                d[i] = df(z);
+                c[i] = f(z);
+            }
+        }
+        (Some(p), Some(d)) => {
+            let (p, d) = (&mut p[..n], &mut d[..n]);
+            for i in 0..n {
+                let z = c[i];
+                p[i] = z;
+                d[i] = df(z);
+                c[i] = f(z);
+            }
+        }
     }
 }
 
@@ -246,11 +354,17 @@ pub(crate) fn apply(c: MatMut<'_>, mut epi: Epilogue<'_>) {
         for i in 0..m {
             let bias = row_bias(i);
             let row = &mut c.data[i * rs..i * rs + n];
-            let pre = epi
-                .pre_activation
-                .as_deref_mut()
-                .map(|p| &mut p[i * rs..i * rs + n]);
-            finish_row(epi.act, row, pre, bias);
+            let extra = Extra {
+                pre: epi
+                    .pre_activation
+                    .as_deref_mut()
+                    .map(|p| &mut p[i * rs..i * rs + n]),
+                deriv: epi
+                    .derivative
+                    .as_deref_mut()
+                    .map(|d| &mut d[i * rs..i * rs + n]),
+            };
+            finish_row(epi.act, row, extra, bias);
         }
         return;
     }
@@ -264,6 +378,9 @@ pub(crate) fn apply(c: MatMut<'_>, mut epi: Epilogue<'_>) {
             };
             if let Some(p) = epi.pre_activation.as_deref_mut() {
                 p[at] = z;
+            }
+            if let Some(d) = epi.derivative.as_deref_mut() {
+                d[at] = epi.act.derivative(z);
             }
             c.data[at] = epi.act.apply(z);
         }

@@ -1,11 +1,13 @@
-//! The fused epilogue, `C = act(α·A·B + β·C + bias)` with an optional
-//! pre-activation store, against a naive f64 reference, on every backend.
+//! The fused epilogue, `C = act(α·A·B + β·C + bias)` with optional
+//! pre-activation and derivative stores, against a naive f64 reference, on
+//! every backend.
 //!
 //! Tolerances: the pre-activation `z` carries the GEMM's rounding (see
 //! `tests.rs`: `(k + 3)·u` times `|α|Σ|ab| + |βc|`) plus one rounding of the
 //! bias addition (`u·|z|`, asserted as `2u·(scale + |b|)`). The stored output
 //! must then be *exactly* `act(z)` as the elementwise kernels compute it from
-//! the stored `z` (bit equality, no tolerance), and within `2e-6·max(1, |z|)`
+//! the stored `z` (bit equality, no tolerance), the stored derivative exactly
+//! `act′(z)` as the backward kernels compute it, and the output within `2e-6·max(1, |z|)`
 //! of the f64 activation of the exact `z` (A&S erf: ≤ 7e-7 absolute, scaled
 //! by |z|/2; the derivative of GELU is ≤ 1.13 and multiplies z's error).
 
@@ -45,6 +47,7 @@ struct Case {
     bias: BiasKind,
     act: Activation,
     pre: bool,
+    deriv: bool,
 }
 
 fn check(rng: &mut Rng, cs: &Case) {
@@ -60,6 +63,7 @@ fn check(rng: &mut Rng, cs: &Case) {
         bias,
         act,
         pre,
+        deriv,
     } = *cs;
     let (av, ars, acs) = operand(rng, m, k, ta);
     let (bv, brs, bcs) = operand(rng, k, n, tb);
@@ -75,6 +79,7 @@ fn check(rng: &mut Rng, cs: &Case) {
     for backend in backends() {
         let mut c = c0.clone();
         let mut z = vec![f32::NAN; clen];
+        let mut d = vec![f32::NAN; clen];
         let epi = Epilogue {
             bias: match bias {
                 BiasKind::None => Bias::None,
@@ -83,11 +88,12 @@ fn check(rng: &mut Rng, cs: &Case) {
             },
             act,
             pre_activation: pre.then_some(&mut z[..]),
+            derivative: deriv.then_some(&mut d[..]),
         };
         let cm = MatMut::new(&mut c, m, n, crs, ccs).unwrap();
         gemm_batched_with(backend, 1, alpha, a, 0, b, 0, beta, cm, 0, epi).unwrap();
         let what = format!(
-            "{backend:?} {m}x{k}x{n} ta={ta} tb={tb} {cl:?} α={alpha} β={beta} {bias:?} {act:?} pre={pre}"
+            "{backend:?} {m}x{k}x{n} ta={ta} tb={tb} {cl:?} α={alpha} β={beta} {bias:?} {act:?} pre={pre} deriv={deriv}"
         );
         for i in 0..m {
             for j in 0..n {
@@ -130,6 +136,35 @@ fn check(rng: &mut Rng, cs: &Case) {
                         act.apply(got_z).to_bits(),
                         "{what}: C[{i},{j}] is not act(z)"
                     );
+                    if deriv {
+                        assert_eq!(
+                            d[at].to_bits(),
+                            act.derivative(got_z).to_bits(),
+                            "{what}: derivative[{i},{j}] is not act'(z)"
+                        );
+                    }
+                }
+                if deriv {
+                    // The derivative against f64 central differences of the
+                    // f64 activation (|act''| ≤ 1 for GELU, so the error of z
+                    // moves it by less than tol; A&S erf adds ~1e-6).
+                    let h = 1e-4;
+                    let want_d = if act == Activation::Relu {
+                        if want_z > tol {
+                            1.0
+                        } else if want_z < -tol {
+                            0.0
+                        } else {
+                            d[at] as f64
+                        }
+                    } else {
+                        (act_f64(act, want_z + h) - act_f64(act, want_z - h)) / (2.0 * h)
+                    };
+                    assert!(
+                        (d[at] as f64 - want_d).abs() <= 1e-5 + 2.0 * tol,
+                        "{what}: derivative[{i},{j}] = {}, expected {want_d} (z {got_z}, want_z {want_z})",
+                        d[at]
+                    );
                 }
                 let want_y = act_f64(act, want_z);
                 let tol_y = 1.2 * tol + 2e-6 * want_z.abs().max(1.0);
@@ -144,6 +179,7 @@ fn check(rng: &mut Rng, cs: &Case) {
                 for j in n..n + 3 {
                     assert!(c[i * crs + j].to_bits() == c0[i * crs + j].to_bits());
                     assert!(z[i * crs + j].is_nan(), "{what}: padding of z written");
+                    assert!(d[i * crs + j].is_nan(), "{what}: padding of d written");
                 }
             }
         }
@@ -189,6 +225,7 @@ fn fused_epilogue_matches_reference() {
                     bias: biases[(s / 3) % 3],
                     act,
                     pre: s % 2 == 0,
+                    deriv: s % 3 != 1,
                 },
             );
         }
@@ -220,6 +257,7 @@ fn fused_epilogue_matches_reference() {
             bias,
             act,
             pre: true,
+            deriv: i % 2 == 0,
         };
         check(&mut rng, &case);
     }
@@ -294,6 +332,7 @@ fn batched_and_k_zero_epilogues() {
             bias: Bias::PerRow(&bias),
             act: Activation::GeluTanh,
             pre_activation: Some(&mut z),
+            derivative: None,
         };
         let cm = MatMut::new(&mut c, m, n, crs, 1).unwrap();
         gemm_batched_with(backend, batch, 1.0, a, 0, b, k * n, 0.0, cm, cstride, epi).unwrap();
@@ -327,6 +366,7 @@ fn batched_and_k_zero_epilogues() {
             bias: Bias::PerColumn(&[1.0, -1.0]),
             act: Activation::Relu,
             pre_activation: Some(&mut z),
+            derivative: None,
         };
         let (a, b) = (
             MatRef::new(&[], 2, 0, 0, 1).unwrap(),
@@ -343,8 +383,9 @@ fn gelu_tanh_bits(z: f32) -> u32 {
     Activation::GeluTanh.apply(z).to_bits()
 }
 
-/// 1, 2 and 3 threads give the same bits with a bias, GELU and the
-/// pre-activation, on row splits, column splits and the batched path.
+/// 1, 2 and 3 threads give the same bits with a bias, GELU, the
+/// pre-activation and the derivative, on row splits, column splits and the
+/// batched path.
 #[test]
 fn epilogue_thread_count_does_not_change_bits() {
     let mut rng = Rng::new(14);
@@ -359,17 +400,19 @@ fn epilogue_thread_count_does_not_change_bits() {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let (mut c, mut z) = (vec![0.0; m * n], vec![0.0; m * n]);
+                let (mut c, mut z, mut d) = (vec![0.0; m * n], vec![0.0; m * n], vec![0.0; m * n]);
                 let a = MatRef::row_major(&av, m, k).unwrap();
                 let b = MatRef::row_major(&bv, k, n).unwrap();
                 let epi = Epilogue {
                     bias: Bias::PerColumn(&bias),
                     act: Activation::Gelu,
                     pre_activation: Some(&mut z),
+                    derivative: Some(&mut d),
                 };
                 let cm = MatMut::row_major(&mut c, m, n).unwrap();
                 pool.install(|| kernel.parallel(1.0, a, b, 0.0, cm, epi));
                 c.extend_from_slice(&z);
+                c.extend_from_slice(&d);
                 results.push(c.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
             }
             assert!(
@@ -389,11 +432,12 @@ fn epilogue_thread_count_does_not_change_bits() {
     let mut outs = Vec::new();
     for threads in [1, 2] {
         crate::threads::set_num_threads(threads).unwrap();
-        let (mut c, mut z) = (vec![0.0; batch * m * n], vec![0.0; batch * m * n]);
+        let (mut c, mut d) = (vec![0.0; batch * m * n], vec![0.0; batch * m * n]);
         let epi = Epilogue {
             bias: Bias::PerRow(&bias),
             act: Activation::Gelu,
-            pre_activation: Some(&mut z),
+            derivative: Some(&mut d),
+            ..Epilogue::default()
         };
         let a = MatRef::row_major(&av, m, k).unwrap();
         let b = MatRef::row_major(&bv, k, n).unwrap();
@@ -412,7 +456,7 @@ fn epilogue_thread_count_does_not_change_bits() {
             epi,
         )
         .unwrap();
-        c.extend_from_slice(&z);
+        c.extend_from_slice(&d);
         outs.push(c.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
     }
     assert!(
@@ -466,6 +510,32 @@ fn bad_epilogue_is_an_error() {
                 op: "gemm_fused",
                 needed: 4,
                 len: 3
+            }
+        ),
+        "{err}"
+    );
+    let mut d = [0.0f32; 2];
+    let epi = Epilogue {
+        act: Activation::Gelu,
+        derivative: Some(&mut d),
+        ..Epilogue::default()
+    };
+    let err = gemm_fused(
+        1.0,
+        a,
+        b,
+        0.0,
+        MatMut::row_major(&mut c, 2, 2).unwrap(),
+        epi,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TensorError::BufferTooShort {
+                needed: 4,
+                len: 2,
+                ..
             }
         ),
         "{err}"

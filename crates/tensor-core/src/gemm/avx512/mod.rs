@@ -61,7 +61,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::epilogue::{self, Activation, Bias, Epilogue, RowBias};
+use super::epilogue::{self, Activation, Bias, Epilogue, Extra, RowBias};
 use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
 use kernel::{Tile, TileBias};
 use pack::Src;
@@ -149,17 +149,20 @@ struct Job {
     crs: usize,
     ccs: usize,
     /// The epilogue: bias (`n` or `m` floats, added at the first k block),
-    /// activation and pre-activation store (after the last; `pre` null when
-    /// not wanted, else laid out like C).
+    /// activation, pre-activation and derivative stores (after the last;
+    /// `pre`, `deriv` null when not wanted, else laid out like C).
     bias: TileBias,
     act: Activation,
     pre: *mut f32,
+    deriv: *mut f32,
     /// Block sizes: k blocks of at most `kc`, `mc`/`nc` whole panels.
     kc: usize,
     mc: usize,
     nc: usize,
     /// Whether full `MR`-row panels of A are read in place.
     direct: bool,
+    /// Whether tiles get an activation or extra outputs after the last k block.
+    finish: bool,
 }
 
 // SAFETY: tasks sharing a `Job` only read A, B and the bias (shared borrows
@@ -194,6 +197,7 @@ impl Job {
         epi: Epilogue<'_>,
     ) -> Self {
         let (m, k, n) = (a.rows, a.cols, b.cols);
+        let finish = epi.has_finish();
         let bias = match epi.bias {
             Bias::None => TileBias::None,
             Bias::PerColumn(b) => TileBias::Col(b.as_ptr()),
@@ -223,6 +227,10 @@ impl Job {
             pre: epi
                 .pre_activation
                 .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            deriv: epi
+                .derivative
+                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            finish,
             kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
             // Whole panels only: packing writes full `MR`/`NR`-wide panels.
             mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
@@ -387,7 +395,7 @@ impl Job {
     ) {
         let (first, last) = (pc == 0, pc + kc == self.k);
         let beta = if first { self.beta } else { 1.0 };
-        let finish = last && (self.act != Activation::Identity || !self.pre.is_null());
+        let finish = last && self.finish;
         // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
         let a_blk = unsafe { self.a.at(ic, pc) };
         // In-place A: full panels read from A, a partial last one packed
@@ -434,8 +442,8 @@ impl Job {
                     }
                 }
                 if finish {
-                    // SAFETY: the tile just stored, ours alone; the
-                    // pre-activation (when not null) is laid out like C.
+                    // SAFETY: the tile just stored, ours alone; the extra
+                    // outputs (when not null) are laid out like C.
                     unsafe { self.finish_tile(&t, offset) };
                 }
             }
@@ -444,36 +452,42 @@ impl Job {
 }
 
 impl Job {
-    /// Stores the pre-activation (if wanted) and applies the activation to a
+    /// Stores the extra outputs (if wanted) and applies the activation to a
     /// tile of C stored after its last k block, while it is in L1.
     ///
     /// # Safety
     /// `t` is a valid tile of C (its elements ours alone) at `offset` in C;
-    /// `self.pre` is null or laid out like C, its tile elements ours alone.
+    /// `self.pre` and `self.deriv` are null or laid out like C, their tile
+    /// elements ours alone.
     unsafe fn finish_tile(&self, t: &Tile, offset: usize) {
-        let pre = (!self.pre.is_null()).then(|| {
-            // SAFETY: `pre` is laid out like C, so the tile is inside it.
-            unsafe { self.pre.add(offset) }
-        });
+        // SAFETY: an output laid out like C contains the tile.
+        let at = |p: *mut f32| (!p.is_null()).then(|| unsafe { p.add(offset) });
+        let (pre, deriv) = (at(self.pre), at(self.deriv));
         for i in 0..t.rows {
             if t.cs == 1 {
                 // SAFETY: row `i < rows` of the tile: `cols` contiguous
-                // elements of C (and of the pre-activation), not aliased.
+                // elements of C (and of the extra outputs), not aliased.
                 unsafe {
-                    let row = std::slice::from_raw_parts_mut(t.c.add(i * t.rs), t.cols);
-                    let pre = pre.map(|p| std::slice::from_raw_parts_mut(p.add(i * t.rs), t.cols));
-                    epilogue::finish_row(self.act, row, pre, RowBias::None);
+                    let row = |p: *mut f32| std::slice::from_raw_parts_mut(p.add(i * t.rs), t.cols);
+                    let extra = Extra {
+                        pre: pre.map(row),
+                        deriv: deriv.map(row),
+                    };
+                    epilogue::finish_row(self.act, row(t.c), extra, RowBias::None);
                 }
                 continue;
             }
             for j in 0..t.cols {
                 let at = i * t.rs + j * t.cs;
                 // SAFETY: `(i, j)` is a valid element of the tile (and of the
-                // pre-activation's).
+                // extra outputs').
                 unsafe {
                     let z = *t.c.add(at);
                     if let Some(p) = pre {
                         *p.add(at) = z;
+                    }
+                    if let Some(d) = deriv {
+                        *d.add(at) = self.act.derivative(z);
                     }
                     *t.c.add(at) = self.act.apply(z);
                 }
