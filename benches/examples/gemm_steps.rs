@@ -5,8 +5,9 @@
 //! Variants (`y = gelu(x·Wᵀ + b)`, x `[m, k]`, W `[n, k]`, outputs allocated
 //! per call as in the layers): `plain` (the GEMM alone, `C = x·Wᵀ`),
 //! `separate` (bias broadcast into C, GEMM with β = 1, then `Tensor::gelu`),
-//! `fused` (`gemm_fused` with the bias and GELU in the epilogue) and
-//! `fused-deriv` (also storing GELU's derivative, as training does).
+//! `fused` (`gemm_fused` with the bias and GELU in the epilogue),
+//! `fused-deriv` (also storing GELU's derivative, as training does) and
+//! `fused-pre` (also storing the pre-activation instead).
 //!
 //! `/usr/bin/time -f %U cargo run --release -p allmlp-benches --example gemm_steps -- fused 6272 128 512 100`
 
@@ -38,20 +39,27 @@ fn main() {
                 gemm(1.0, a, b, 1.0, MatMut::row_major(&mut y, m, n).expect("C")).expect("gemm");
                 Tensor::from_vec(y, &[m, n]).expect("shape").gelu().to_vec()
             }
-            "fused" | "fused-deriv" => {
+            "fused" | "fused-deriv" | "fused-pre" => {
                 let mut y = vec![0.0f32; m * n];
-                let mut d = vec![0.0f32; if variant == "fused" { 0 } else { m * n }];
+                let mut extra = vec![0.0f32; if variant == "fused" { 0 } else { m * n }];
+                let out = (variant != "fused").then_some(&mut extra[..]);
+                let (derivative, pre_activation) = match variant {
+                    "fused-pre" => (None, out),
+                    _ => (out, None),
+                };
                 let epi = Epilogue {
                     bias: Bias::PerColumn(&bias),
                     act: Activation::Gelu,
-                    derivative: (variant != "fused").then_some(&mut d[..]),
-                    ..Epilogue::default()
+                    derivative,
+                    pre_activation,
                 };
                 let c = MatMut::row_major(&mut y, m, n).expect("C");
                 gemm_fused(1.0, a, b, 0.0, c, epi).expect("gemm");
                 y
             }
-            other => panic!("unknown variant {other}: plain, separate, fused or fused-deriv"),
+            other => {
+                panic!("unknown variant {other}: plain, separate, fused, fused-deriv or fused-pre")
+            }
         };
         check += y[y.len() / 2] as f64;
     }

@@ -297,6 +297,26 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// `(gelu(x), gelu_grad(x))` with the `erf` computed once: the same bits as
+/// the two functions (the GEMM epilogue stores both in training).
+#[inline(always)]
+pub(crate) fn gelu_with_grad(x: f32) -> (f32, f32) {
+    let t = 1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2);
+    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
+    (x * 0.5 * t, 0.5 * t + x * pdf)
+}
+
+/// `(gelu_tanh(x), gelu_tanh_grad(x))` with `e^{−2u}` computed once: the
+/// same bits as the two functions.
+#[inline(always)]
+pub(crate) fn gelu_tanh_with_grad(x: f32) -> (f32, f32) {
+    let u = SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x);
+    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF * x * x);
+    let e = fast_math::exp(-2.0 * u);
+    let s = 1.0 / (1.0 + e);
+    (x / (1.0 + e), s + 2.0 * x * s * s * e * du)
+}
+
 /// d gelu_tanh(x)/dx = ½(1 + t) + ½x(1 − t²)·u′ with t = tanh(u); using
 /// s = σ(2u) and e = e^{−2u}: 1 + t = 2s and 1 − t² = 4s²e, no cancellation.
 #[inline(always)]
@@ -531,6 +551,25 @@ mod tests {
 #[cfg(test)]
 mod saturation_tests {
     use super::*;
+
+    #[test]
+    fn shared_forms_equal_the_separate_functions() {
+        for i in -300_000..=300_000 {
+            let x = i as f32 * 5e-5 * (1.0 + (i % 7) as f32 * 0.1);
+            let (g, dg) = gelu_with_grad(x);
+            assert_eq!(
+                (g.to_bits(), dg.to_bits()),
+                (gelu(x).to_bits(), gelu_grad(x).to_bits()),
+                "{x}"
+            );
+            let (t, dt) = gelu_tanh_with_grad(x);
+            assert_eq!(
+                (t.to_bits(), dt.to_bits()),
+                (gelu_tanh(x).to_bits(), gelu_tanh_grad(x).to_bits()),
+                "{x}"
+            );
+        }
+    }
 
     /// Far into the tails the activations and their gradients saturate to
     /// finite values (0 or the identity), never NaN: `exp` must not overflow

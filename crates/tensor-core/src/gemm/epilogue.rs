@@ -15,7 +15,9 @@
 //! for GELU costs one more `exp` here (the `erf` is shared with the forward)
 //! and turns the backward's erf-and-exp pass into a multiplication.
 
-use crate::elementwise::{Isa, gelu, gelu_grad, gelu_tanh, gelu_tanh_grad, isa, relu};
+use crate::elementwise::{
+    Isa, gelu, gelu_grad, gelu_tanh, gelu_tanh_grad, gelu_tanh_with_grad, gelu_with_grad, isa, relu,
+};
 use crate::{Result, TensorError};
 
 use super::MatMut;
@@ -291,18 +293,18 @@ fn finish_body(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {
         }
     }
     match act {
-        Activation::Identity => activate(c, extra, |z| z, |_| 1.0),
-        Activation::Gelu => activate(c, extra, gelu, gelu_grad),
-        Activation::GeluTanh => activate(c, extra, gelu_tanh, gelu_tanh_grad),
-        Activation::Relu => activate(c, extra, relu, relu_grad),
+        Activation::Identity => activate(c, extra, |z| z, |z| (z, 1.0)),
+        Activation::Gelu => activate(c, extra, gelu, gelu_with_grad),
+        Activation::GeluTanh => activate(c, extra, gelu_tanh, gelu_tanh_with_grad),
+        Activation::Relu => activate(c, extra, relu, |z| (relu(z), relu_grad(z))),
     }
 }
 
-/// One loop per combination of outputs, each branch-free so it vectorizes
-/// (with both `f` and `df` inlined, the compiler shares their common terms:
-/// GELU's `erf`).
+/// One loop per combination of outputs, each branch-free so it vectorizes;
+/// `fd` gives the activation and its derivative together (sharing GELU's
+/// `erf`, tanh-GELU's `exp`).
 #[inline(always)]
-fn activate(c: &mut [f32], extra: Extra, f: impl Fn(f32) -> f32, df: impl Fn(f32) -> f32) {
+fn activate(c: &mut [f32], extra: Extra, f: impl Fn(f32) -> f32, fd: impl Fn(f32) -> (f32, f32)) {
     let n = c.len();
     match (extra.pre, extra.deriv) {
         (None, None) => {
@@ -321,18 +323,14 @@ fn activate(c: &mut [f32], extra: Extra, f: impl Fn(f32) -> f32, df: impl Fn(f32
         (None, Some(d)) => {
             let d = &mut d[..n];
             for i in 0..n {
-                let z = c[i];
-                d[i] = df(z);
-                c[i] = f(z);
+                (c[i], d[i]) = fd(c[i]);
             }
         }
         (Some(p), Some(d)) => {
             let (p, d) = (&mut p[..n], &mut d[..n]);
             for i in 0..n {
-                let z = c[i];
-                p[i] = z;
-                d[i] = df(z);
-                c[i] = f(z);
+                p[i] = c[i];
+                (c[i], d[i]) = fd(c[i]);
             }
         }
     }
