@@ -14,6 +14,10 @@
 //! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
 //!
 //! The first k block applies the caller's β, later ones accumulate (β = 1).
+//! An [`Epilogue`]'s bias is added to the accumulators in registers by the
+//! first k block's store (where a bias pre-filled into C would enter); its
+//! activation and extra outputs are applied to each tile in L1 right after
+//! the last k block's store.
 //! Every element's value depends only on `k` (its block cuts) and the kernel,
 //! never on which task computes it or whether its A panel was packed, so any
 //! thread count gives bit-identical results.
