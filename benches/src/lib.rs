@@ -15,6 +15,11 @@ pub const GEMM_SHAPES: [(usize, usize, usize); 8] = [
     (8192, 49, 64),
 ];
 
+/// Linear + GELU shapes `(rows, in, out)` of the fused-epilogue benchmark:
+/// Mixer-tiny's channel `fc1` at batch 128 (128·49 rows, 128 → 512) and
+/// Mixer-S/16's at batch 8 (8·196 rows, 512 → 2048).
+pub const EPILOGUE_SHAPES: [(usize, usize, usize); 2] = [(6272, 128, 512), (1568, 512, 2048)];
+
 /// A 2-D convolution benchmark case (NCHW input, PyTorch semantics).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvCase {

@@ -1,5 +1,8 @@
 //! `Linear`: `y = x·Wᵀ + b` over the last dimension, PyTorch's `nn.Linear`.
 //!
+//! The bias is added in the GEMM's epilogue; [`Linear::forward_act`] fuses an
+//! activation there too.
+//!
 //! Parameters: `weight [out, in]`, `bias [out]` (optional). Default
 //! initialisation as PyTorch: weight kaiming-uniform (a = √5), bias
 //! `U(−1/√in, 1/√in)`.
@@ -15,7 +18,7 @@
 //! # Ok::<(), allmlp_layers::autograd::AutogradError>(())
 //! ```
 
-use allmlp_autograd::ops::linear;
+use allmlp_autograd::ops::{self, linear, linear_act};
 use allmlp_autograd::tensor_core::Tensor;
 use allmlp_autograd::{Result, Var};
 
@@ -63,6 +66,12 @@ impl Linear {
     pub fn features(&self) -> (usize, usize) {
         let s = self.weight.shape();
         (s[1], s[0])
+    }
+
+    /// `act(x·Wᵀ + b)`, the activation fused into the GEMM's epilogue: the
+    /// same values as `forward` followed by the activation, one pass fewer.
+    pub fn forward_act(&self, x: &Var, act: ops::Activation) -> Result<Var> {
+        linear_act(x, &self.weight, self.bias.as_ref(), act)
     }
 }
 

@@ -2,7 +2,8 @@
 //! MLP-Mixer (token and channel mixing) and ResMLP (channel mixing).
 //!
 //! `fc1 → act → drop → fc2 → drop` over the last dimension: `[…, in] → […, hidden]
-//! → […, out]`. Parameters as timm names them: `fc1.weight [hidden, in]`,
+//! → […, out]`, with `fc1`'s bias and the activation fused into its GEMM's
+//! epilogue (`allmlp_autograd::ops::linear_act`), in training and inference. Parameters as timm names them: `fc1.weight [hidden, in]`,
 //! `fc1.bias [hidden]`, `fc2.weight [out, hidden]`, `fc2.bias [out]`. Both
 //! Linears get PyTorch's default init (timm's Mlp does not re-initialise;
 //! the models do). Both dropouts use the same probability, each drawing its
@@ -19,6 +20,7 @@
 //! # Ok::<(), allmlp_layers::autograd::AutogradError>(())
 //! ```
 
+use allmlp_autograd::ops;
 use allmlp_autograd::tensor_core::{Rng, TensorError};
 use allmlp_autograd::{Result, Var};
 
@@ -45,6 +47,15 @@ impl Activation {
             Activation::Gelu => x.gelu(),
             Activation::GeluTanh => x.gelu_tanh(),
             Activation::Relu => x.relu(),
+        }
+    }
+
+    /// The same activation as a GEMM epilogue (for [`Linear::forward_act`]).
+    pub fn fused(self) -> ops::Activation {
+        match self {
+            Activation::Gelu => ops::Activation::Gelu,
+            Activation::GeluTanh => ops::Activation::GeluTanh,
+            Activation::Relu => ops::Activation::Relu,
         }
     }
 }
@@ -116,7 +127,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Var, ctx: &Ctx) -> Result<Var> {
-        let h = self.act.apply(&self.fc1.forward(x, ctx)?);
+        let h = self.fc1.forward_act(x, self.act.fused())?;
         let h = self.drop1.forward(&h, ctx)?;
         self.drop2.forward(&self.fc2.forward(&h, ctx)?, ctx)
     }
@@ -184,6 +195,38 @@ mod tests {
         .to_string();
         assert!(e.contains("Mlp") && e.contains('6'), "{e}");
         assert!(Mlp::new(4, 6, 3, Activation::Relu, 1.0, 0).is_err());
+    }
+
+    /// The fused forward equals the unfused composition `fc2(drop(act(fc1(x))))`
+    /// bit for bit in value and gradients, in training (dropout masks drawn in
+    /// the same order) and in evaluation, for every activation.
+    #[test]
+    fn fused_forward_equals_unfused_composition() {
+        let x = Tensor::randn(&[3, 7, 8], 0.0, 1.0, 5).unwrap();
+        for act in [Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+            let mlp = Mlp::new(8, 24, 8, act, 0.25, 6).unwrap();
+            let unfused = |x: &Var, ctx: &Ctx| -> Result<Var> {
+                let h = act.apply(&mlp.fc1.forward(x, ctx)?);
+                let h = mlp.drop1.forward(&h, ctx)?;
+                mlp.drop2.forward(&mlp.fc2.forward(&h, ctx)?, ctx)
+            };
+            for training in [true, false] {
+                let run = |f: &dyn Fn(&Var, &Ctx) -> Result<Var>| {
+                    let ctx = if training { Ctx::train(9) } else { Ctx::eval() };
+                    let xv = Var::parameter(x.clone());
+                    let params = [&mlp.fc1.weight, &mlp.fc2.weight];
+                    params.iter().for_each(|p| p.zero_grad());
+                    let y = f(&xv, &ctx).unwrap();
+                    y.backward_with(Tensor::randn(&y.shape(), 0.0, 1.0, 3).unwrap())
+                        .unwrap();
+                    let mut out = vec![y.value(), xv.grad().unwrap()];
+                    out.extend(params.iter().map(|p| p.grad().unwrap()));
+                    out
+                };
+                let fused = run(&|x, ctx| mlp.forward(x, ctx));
+                assert_eq!(fused, run(&unfused), "{act:?} training={training}");
+            }
+        }
     }
 
     #[test]

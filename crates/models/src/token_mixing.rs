@@ -3,9 +3,11 @@
 //! timm applies a token-mixing `nn.Linear(S, D)` to the transposed tokens,
 //! `fc(x.transpose(1, 2)).transpose(1, 2)`. The same maths without a transpose:
 //! for one image `X [S, C]`, `W [D, S] · X` is `[D, C]`, and for the batch the
-//! shared weight is a stride-0 operand of a batched GEMM (`Var::matmul` of
-//! `[D, S]` with `[B, S, C]` gives `[B, D, C]`); the bias `[D]` is added to each
-//! row. Activations stay `[B, tokens, C]` and contiguous from the stem to the head.
+//! shared weight is a stride-0 operand of a batched GEMM (`[D, S]` times
+//! `[B, S, C]` gives `[B, D, C]`); the bias `[D]` is added to each row and the
+//! MLP's activation applied in the GEMM's epilogue
+//! (`allmlp_autograd::ops::left_linear`). Activations stay `[B, tokens, C]` and
+//! contiguous from the stem to the head.
 //! The parameters are a plain [`Linear`] (`weight [D, S]`, `bias [D]`) so their
 //! names and layouts are timm's.
 //!
@@ -23,6 +25,7 @@
 //! # Ok::<(), allmlp_models::layers::autograd::AutogradError>(())
 //! ```
 
+use allmlp_layers::autograd::ops::{Activation, left_linear};
 use allmlp_layers::autograd::tensor_core::TensorError;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::autograd::{Result, Var};
@@ -33,7 +36,12 @@ use allmlp_layers::{Ctx, Linear, Mlp, Module};
 /// One batched GEMM with the weight shared (stride 0) across the batch; no
 /// transposed copy of `x` or of the result.
 pub fn token_linear(fc: &Linear, x: &Var) -> Result<Var> {
-    let (s_in, d) = fc.features();
+    token_linear_act(fc, x, Activation::Identity)
+}
+
+/// [`token_linear`] followed by `act`, fused into the GEMM's epilogue.
+fn token_linear_act(fc: &Linear, x: &Var, act: Activation) -> Result<Var> {
+    let (s_in, _) = fc.features();
     let s = x.shape();
     if s.len() != 3 || s[1] != s_in {
         return Err(TensorError::shape(
@@ -43,17 +51,13 @@ pub fn token_linear(fc: &Linear, x: &Var) -> Result<Var> {
         )
         .into());
     }
-    let y = fc.weight.matmul(x)?;
-    match &fc.bias {
-        Some(b) => y.add(&b.reshape(&[d, 1])?),
-        None => Ok(y),
-    }
+    left_linear(x, &fc.weight, fc.bias.as_ref(), act)
 }
 
 /// timm's token MLP `fc2(drop(act(fc1(·))))` (then dropout) applied over the
 /// token axis with [`token_linear`]: `x [B, S, C]` → `[B, S_out, C]`.
 pub fn token_mlp(mlp: &Mlp, x: &Var, ctx: &Ctx) -> Result<Var> {
-    let h = mlp.act.apply(&token_linear(&mlp.fc1, x)?);
+    let h = token_linear_act(&mlp.fc1, x, mlp.act.fused())?;
     let h = mlp.drop1.forward(&h, ctx)?;
     mlp.drop2.forward(&token_linear(&mlp.fc2, &h)?, ctx)
 }

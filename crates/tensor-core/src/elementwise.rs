@@ -22,13 +22,13 @@ const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 /// Instruction sets the elementwise loops are compiled for, detected once.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Base,
 }
 
-fn isa() -> Isa {
+pub(crate) fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -297,6 +297,26 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// `(gelu(x), gelu_grad(x))` with the `erf` computed once: the same bits as
+/// the two functions (the GEMM epilogue stores both in training).
+#[inline(always)]
+pub(crate) fn gelu_with_grad(x: f32) -> (f32, f32) {
+    let t = 1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2);
+    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
+    (x * 0.5 * t, 0.5 * t + x * pdf)
+}
+
+/// `(gelu_tanh(x), gelu_tanh_grad(x))` with `e^{−2u}` computed once: the
+/// same bits as the two functions.
+#[inline(always)]
+pub(crate) fn gelu_tanh_with_grad(x: f32) -> (f32, f32) {
+    let u = SQRT_2_OVER_PI * (x + GELU_COEF * x * x * x);
+    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF * x * x);
+    let e = fast_math::exp(-2.0 * u);
+    let s = 1.0 / (1.0 + e);
+    (x / (1.0 + e), s + 2.0 * x * s * s * e * du)
+}
+
 /// d gelu_tanh(x)/dx = ½(1 + t) + ½x(1 − t²)·u′ with t = tanh(u); using
 /// s = σ(2u) and e = e^{−2u}: 1 + t = 2s and 1 − t² = 4s²e, no cancellation.
 #[inline(always)]
@@ -525,5 +545,55 @@ mod tests {
             .relu()
             .to_vec();
         assert!(t[0].is_nan() && t[1] == 0.0 && t[2] == 2.0);
+    }
+}
+
+#[cfg(test)]
+mod saturation_tests {
+    use super::*;
+
+    #[test]
+    fn shared_forms_equal_the_separate_functions() {
+        for i in -300_000..=300_000 {
+            let x = i as f32 * 5e-5 * (1.0 + (i % 7) as f32 * 0.1);
+            let (g, dg) = gelu_with_grad(x);
+            assert_eq!(
+                (g.to_bits(), dg.to_bits()),
+                (gelu(x).to_bits(), gelu_grad(x).to_bits()),
+                "{x}"
+            );
+            let (t, dt) = gelu_tanh_with_grad(x);
+            assert_eq!(
+                (t.to_bits(), dt.to_bits()),
+                (gelu_tanh(x).to_bits(), gelu_tanh_grad(x).to_bits()),
+                "{x}"
+            );
+        }
+    }
+
+    /// Far into the tails the activations and their gradients saturate to
+    /// finite values (0 or the identity), never NaN: `exp` must not overflow
+    /// to ∞ where a formula multiplies it by an underflowed 0.
+    #[test]
+    fn tails_are_finite() {
+        for x in [
+            -1e4f32, -200.0, -90.0, -44.5, -20.0, -10.76, -10.0, 10.0, 50.0, 1e4,
+        ] {
+            for (name, v) in [
+                ("gelu", gelu(x)),
+                ("gelu_tanh", gelu_tanh(x)),
+                ("sigmoid", sigmoid(x)),
+                ("gelu_grad", gelu_grad(x)),
+                ("gelu_tanh_grad", gelu_tanh_grad(x)),
+            ] {
+                assert!(v.is_finite(), "{name}({x}) = {v}");
+            }
+            let (g, gt) = (gelu_grad(x), gelu_tanh_grad(x));
+            let want = if x > 0.0 { 1.0 } else { 0.0 };
+            assert!(
+                (g - want).abs() < 1e-6 && (gt - want).abs() < 1e-6,
+                "{x}: {g} {gt}"
+            );
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! activations (GELU, sigmoid, tanh-GELU) and their gradients.
 //!
 //! - [`exp`]: Cephes' range reduction `x = n·ln2 + r` and degree-6 polynomial,
-//!   `2ⁿ` built from the exponent bits; ≤ 2 ulp on [−87.3, 88.7]. Inputs are
-//!   clamped to that range (so it saturates at ~1e-38 and ~3.4e38 instead of
-//!   0 and ∞): use it only where the result is then bounded (activations);
+//!   `2ⁿ` built from the exponent bits; ≤ 2 ulp on [−87.3, 88.37]. Inputs are
+//!   clamped to that range (so it saturates at ~1e-38 and ~2.4e38 instead of
+//!   0 and ∞, and `n ≤ 127` keeps `2ⁿ` finite: an ∞ there made tanh-GELU's
+//!   gradient `0·∞ = NaN` below x ≈ −10): use it only where the result is
+//!   then bounded (activations);
 //!   `Tensor::exp` keeps the libm `expf`.
 //! - [`erf`]: Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, ≤ 7e-7
 //!   absolute evaluated in f32) — the formula and f32 evaluation PyTorch's
@@ -15,12 +17,15 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5·2²³: adding and subtracting it rounds to the nearest integer.
 const ROUND: f32 = 12_582_912.0;
+/// The largest argument: `x·log₂e` stays below 127.5, so `n ≤ 127`.
+const MAX_X: f32 = 88.376_2;
 
-/// `eˣ` for `x` in [−87.3, 88.7] (clamped outside).
+/// `eˣ` for `x` in [−87.3, 88.37] (clamped outside).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.336_55, 88.722_83);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = x.clamp(-87.336_55, MAX_X);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_2e-3;
@@ -29,7 +34,12 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1_f64 as f32;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // `t` lies in [2²³, 2²⁴), where consecutive floats are 1 apart, so the
+    // integer `n` is the difference of the bit patterns: no float-to-int
+    // conversion (whose saturating `as` LLVM does not vectorize), and the same
+    // `n` as `n as i32`.
+    let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    y * f32::from_bits((n.wrapping_add(127) << 23) as u32)
 }
 
 /// The error function (A&S 7.1.26).
@@ -50,6 +60,42 @@ pub fn erf(x: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// The previous formulation (`n as i32`), to show the bit trick changes nothing.
+    fn exp_cast(x: f32) -> f32 {
+        let x = x.clamp(-87.336_55, MAX_X);
+        let n = (x * LOG2E + ROUND) - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4f32;
+        p = p * r + 1.398_2e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 5.000_000_1e-1_f64 as f32;
+        let y = p * r * r + r + 1.0;
+        y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    #[test]
+    fn exponent_from_bits_equals_the_cast() {
+        let mut xs: Vec<f32> = (-2_000_000..=2_000_000).map(|i| i as f32 * 5e-5).collect();
+        xs.extend([
+            -1e30,
+            -87.336_55,
+            -87.4,
+            MAX_X,
+            88.722_83,
+            88.8,
+            1e30,
+            f32::MIN,
+            f32::MAX,
+        ]);
+        xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-40, -1e-40]);
+        for x in xs {
+            assert_eq!(exp(x).to_bits(), exp_cast(x).to_bits(), "exp({x})");
+        }
+        assert!(exp(f32::NAN).is_nan());
+    }
+
     #[test]
     fn accuracy_against_f64() {
         let mut worst = [0f64; 2];
@@ -66,5 +112,8 @@ mod tests {
         assert!(erf(0.0).abs() < 2e-7); // as PyTorch's vectorized erf: 1.8e-7
         assert!(erf(-0.5) < 0.0 && (erf(-0.5) + erf(0.5)).abs() < 1e-7);
         assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37 && exp(1000.0) > 1e38);
+        assert!(exp(1000.0).is_finite() && exp(f32::INFINITY).is_finite());
+        let top = (MAX_X as f64).exp();
+        assert!((exp(MAX_X) as f64 - top).abs() < 3e-7 * top, "exp({MAX_X})");
     }
 }

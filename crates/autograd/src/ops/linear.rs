@@ -1,20 +1,30 @@
-//! `linear`: `y = x·Wᵀ + b` over the last dimension, PyTorch's `F.linear`.
+//! `linear`: `y = act(x·Wᵀ + b)` over the last dimension, PyTorch's
+//! `F.linear` followed by an optional activation, in one GEMM.
 //!
 //! Shapes: `x [.., in]`, `weight [out, in]`, `bias [out]`, `y [.., out]`.
-//! Leading dimensions are flattened to rows so each pass is one GEMM:
-//! forward `Y = X·Wᵀ` (bias pre-filled, β = 1), backward `dX = dY·W`,
-//! `dW = dYᵀ·X` (one GEMM over all rows, K = rows) and `db = Σ_rows dY`.
+//! Leading dimensions are flattened to rows so each pass is one GEMM: forward
+//! `Y = act(X·Wᵀ + b)` with the bias and activation applied in the GEMM's
+//! epilogue (no separate broadcast or activation pass; when recording, the
+//! epilogue also stores the activation's derivative `act′(Z)` at the
+//! pre-activation `Z`, sharing GELU's `erf` with the forward). Backward
+//! `dZ = dY ⊙ act′(Z)` (one multiplication), `dX = dZ·W`,
+//! `dW = dZᵀ·X` (one GEMM over all rows, K = rows) and `db = Σ_rows dZ`.
 //! Transposes are strides, never copies.
 
-use allmlp_tensor_core::gemm::{MatMut, MatRef, gemm};
+use allmlp_tensor_core::gemm::{Bias, Epilogue, MatMut, MatRef, gemm, gemm_fused};
 use allmlp_tensor_core::{Tensor, TensorError};
 
-use crate::{Function, Result, Var};
+use crate::{Function, Result, Var, is_grad_enabled};
+
+pub use allmlp_tensor_core::gemm::Activation;
 
 struct Linear {
     x: Tensor,
     w: Tensor,
     has_bias: bool,
+    /// The activation's derivative at the pre-activation, when `act` is not
+    /// the identity.
+    d: Option<Tensor>,
 }
 
 /// Rows of a contiguous `[.., cols]` tensor viewed as a matrix.
@@ -24,6 +34,21 @@ fn as_matrix(t: &Tensor, cols: usize) -> Result<(Tensor, usize)> {
     Ok((t, rows))
 }
 
+/// `dZ = dY ⊙ act′(Z)`: the gradient through a fused activation, from the
+/// derivative the forward epilogue stored (`None` for the identity).
+pub(crate) fn activation_backward(d: Option<&Tensor>, g: &Tensor) -> Result<Tensor> {
+    match d {
+        Some(d) => Ok(g.mul(d)?),
+        None => Ok(g.clone()),
+    }
+}
+
+/// Whether an op with these inputs records onto the graph (so must keep what
+/// its backward needs).
+pub(crate) fn records(inputs: &[Option<&Var>]) -> bool {
+    is_grad_enabled() && inputs.iter().flatten().any(|v| v.requires_grad())
+}
+
 impl Function for Linear {
     fn name(&self) -> &'static str {
         "linear"
@@ -31,7 +56,8 @@ impl Function for Linear {
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let (out_f, in_f) = (self.w.shape()[0], self.w.shape()[1]);
-        let (g, rows) = as_matrix(g, out_f)?;
+        let g = activation_backward(self.d.as_ref(), g)?;
+        let (g, rows) = as_matrix(&g, out_f)?;
         let gs = g.as_slice().expect("contiguous");
         let w = self.w.contiguous();
         let gm = MatRef::row_major(gs, rows, out_f)?;
@@ -70,8 +96,28 @@ impl Function for Linear {
     }
 }
 
-/// `x·Wᵀ + b` for `x [.., in]`, `weight [out, in]`, optional `bias [out]`.
+/// `x·Wᵀ + b` for `x [.., in]`, `weight [out, in]`, optional `bias [out]`
+/// (the bias added in the GEMM's epilogue).
 pub fn linear(x: &Var, weight: &Var, bias: Option<&Var>) -> Result<Var> {
+    linear_act(x, weight, bias, Activation::Identity)
+}
+
+/// `act(x·Wᵀ + b)`: [`linear`] with the activation fused into the GEMM's
+/// epilogue, the same values as `linear(..)` followed by the activation op
+/// (e.g. [`Var::gelu`]), without the separate passes over the output.
+///
+/// ```
+/// use allmlp_autograd::{Var, ops::{Activation, linear, linear_act}};
+/// use allmlp_autograd::tensor_core::Tensor;
+/// let x = Var::constant(Tensor::randn(&[4, 3], 0.0, 1.0, 1)?);
+/// let w = Var::parameter(Tensor::randn(&[5, 3], 0.0, 1.0, 2)?);
+/// let b = Var::parameter(Tensor::randn(&[5], 0.0, 1.0, 3)?);
+/// let fused = linear_act(&x, &w, Some(&b), Activation::Gelu)?;
+/// let separate = linear(&x, &w, Some(&b))?.gelu();
+/// assert_eq!(fused.value(), separate.value());
+/// # Ok::<(), allmlp_autograd::AutogradError>(())
+/// ```
+pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -> Result<Var> {
     const OP: &str = "linear";
     let (xv, w) = (x.value(), weight.value());
     if w.ndim() != 2 || xv.ndim() == 0 || xv.shape()[xv.ndim() - 1] != w.shape()[1] {
@@ -83,31 +129,43 @@ pub fn linear(x: &Var, weight: &Var, bias: Option<&Var>) -> Result<Var> {
         .into());
     }
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
-    let bv = bias.map(|b| b.value());
+    let bv = bias.map(|b| b.value().contiguous());
     if let Some(b) = &bv {
         b.expect_shape(OP, &[out_f])?;
     }
     let (xm, rows) = as_matrix(&xv, in_f)?;
-    let mut y = match &bv {
-        Some(b) => b.contiguous().as_slice().expect("contiguous").repeat(rows),
-        None => vec![0.0; rows * out_f],
-    };
+    let mut y = vec![0.0; rows * out_f];
+    let record = records(&[Some(x), Some(weight), bias]);
+    let mut d = (record && act != Activation::Identity).then(|| vec![0.0; rows * out_f]);
     let wc = w.contiguous();
-    let beta = if bv.is_some() { 1.0 } else { 0.0 };
-    gemm(
+    let epilogue = Epilogue {
+        bias: match &bv {
+            Some(b) => Bias::PerColumn(b.as_slice().expect("contiguous")),
+            None => Bias::None,
+        },
+        act,
+        derivative: d.as_deref_mut(),
+        pre_activation: None,
+    };
+    gemm_fused(
         1.0,
         MatRef::row_major(xm.as_slice().expect("contiguous"), rows, in_f)?,
         MatRef::row_major(wc.as_slice().expect("contiguous"), out_f, in_f)?.t(),
-        beta,
+        0.0,
         MatMut::row_major(&mut y, rows, out_f)?,
+        epilogue,
     )?;
     let mut shape = xv.shape().to_vec();
     *shape.last_mut().expect("rank >= 1") = out_f;
     let y = Tensor::from_vec(y, &shape)?;
+    if !record {
+        return Ok(Var::constant(y));
+    }
     let f = Linear {
         x: xv,
         w: wc,
         has_bias: bias.is_some(),
+        d: d.map(|d| Tensor::from_vec(d, &shape)).transpose()?,
     };
     Ok(match bias {
         Some(b) => Var::from_op(y, &[x, weight, b], f),
@@ -165,5 +223,78 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("linear: shape mismatch"), "{e}");
+    }
+
+    /// The fused op equals linear followed by the separate activation op, in
+    /// value (bit for bit: the same GEMM epilogue and activation functions)
+    /// and in every gradient, and passes gradcheck, for each activation, a
+    /// non-contiguous input, no bias, and a size where the GEMM runs on the
+    /// pool with k spanning two blocks.
+    #[test]
+    fn linear_act_equals_linear_then_activation_and_gradchecks() {
+        let x = Tensor::randn(&[2, 5, 3], 0.0, 1.0, 1)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap(); // [2, 3, 5]
+        let w = Tensor::randn(&[4, 5], 0.0, 1.0, 2).unwrap();
+        // Keep ReLU's inputs off its kink for finite differences.
+        let b = Tensor::from_vec(vec![0.013, -0.021, 0.034, 0.007], &[4]).unwrap();
+        let big_x = Tensor::randn(&[70, 600], 0.0, 1.0, 4).unwrap();
+        let big_w = Tensor::randn(&[33, 600], 0.0, 0.05, 5).unwrap();
+        let big_b = Tensor::randn(&[33], 0.0, 1.0, 6).unwrap();
+        let o = GradcheckOptions::default();
+        type Case = (Activation, fn(&Var) -> Var);
+        let acts: [Case; 4] = [
+            (Activation::Identity, |v| v.clone()),
+            (Activation::Gelu, Var::gelu),
+            (Activation::GeluTanh, Var::gelu_tanh),
+            (Activation::Relu, Var::relu),
+        ];
+        for (act, separate) in acts {
+            for (x, w, b) in [(&x, &w, &b), (&big_x, &big_w, &big_b)] {
+                let run = |fused: bool| {
+                    let vars = [x, w, b].map(|t| Var::parameter(t.clone()));
+                    let y = if fused {
+                        linear_act(&vars[0], &vars[1], Some(&vars[2]), act).unwrap()
+                    } else {
+                        separate(&linear(&vars[0], &vars[1], Some(&vars[2])).unwrap())
+                    };
+                    let r = Tensor::randn(&y.shape(), 0.0, 1.0, 7).unwrap();
+                    y.backward_with(r).unwrap();
+                    let mut out = vec![y.value()];
+                    out.extend(vars.iter().map(|v| v.grad().unwrap()));
+                    out
+                };
+                let (f, s) = (run(true), run(false));
+                for (what, a, e) in ["y", "dx", "dW", "db"]
+                    .iter()
+                    .zip(&f)
+                    .zip(&s)
+                    .map(|((w, a), e)| (w, a, e))
+                {
+                    assert_eq!(a, e, "{act:?} {:?}: {what}", x.shape());
+                }
+            }
+            gradcheck(
+                "linear_act",
+                &[x.clone(), w.clone(), b.clone()],
+                |v| linear_act(&v[0], &v[1], Some(&v[2]), act),
+                o,
+            )
+            .unwrap();
+            gradcheck(
+                "linear_act_nobias",
+                &[x.clone(), w.clone()],
+                |v| linear_act(&v[0], &v[1], None, act),
+                o,
+            )
+            .unwrap();
+        }
+        // Without a tape the value is the same (no pre-activation stored).
+        let (xv, wv, bv) = (Var::constant(x), Var::parameter(w), Var::parameter(b));
+        let taped = linear_act(&xv, &wv, Some(&bv), Activation::Gelu).unwrap();
+        let plain = crate::no_grad(|| linear_act(&xv, &wv, Some(&bv), Activation::Gelu)).unwrap();
+        assert!(taped.requires_grad() && !plain.requires_grad());
+        assert_eq!(taped.value(), plain.value());
     }
 }

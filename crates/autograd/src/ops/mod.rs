@@ -4,6 +4,7 @@
 
 mod arith;
 mod dropout;
+mod left_linear;
 mod linear;
 mod matmul;
 mod patch;
@@ -11,7 +12,8 @@ mod reduce;
 mod shape;
 mod unary;
 
-pub use linear::linear;
+pub use left_linear::left_linear;
+pub use linear::{Activation, linear, linear_act};
 mod conv;
 mod pool;
 

@@ -9,6 +9,11 @@
 //! As in BLAS, when `β == 0` the old contents of `C` are not read (they may be
 //! uninitialised garbage or NaN).
 //!
+//! [`gemm_fused`] and [`gemm_batched_with`] take an [`Epilogue`]:
+//! `C = act(α·A·B + β·C + bias)`, the bias (per column or per row) and the
+//! activation (GELU exact or tanh, ReLU) applied as each block of C is stored,
+//! optionally also storing the pre-activation for the backward pass.
+//!
 //! ```
 //! use allmlp_tensor_core::gemm::{gemm, MatMut, MatRef};
 //! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2×3
@@ -21,11 +26,15 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod epilogue;
 mod layout;
 mod portable;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_epilogue;
 
+pub use epilogue::{Activation, Bias, Epilogue};
 pub use layout::{MatMut, MatRef};
 
 use rayon::prelude::*;
@@ -76,20 +85,44 @@ impl Kernel {
     }
 
     /// One product, parallel inside over the current pool.
-    fn parallel(self, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    fn parallel(
+        self,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        mut c: MatMut<'_>,
+        epi: Epilogue<'_>,
+    ) {
+        if a.cols == 0 {
+            portable::scale(beta, c.reborrow());
+            return epilogue::apply(c, epi);
+        }
         match self {
-            Kernel::Portable => portable::gemm_parallel(alpha, a, b, beta, c),
+            Kernel::Portable => portable::gemm_parallel(alpha, a, b, beta, c, epi),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(k) => k.gemm_parallel(alpha, a, b, beta, c),
+            Kernel::Avx512(k) => k.gemm_parallel(alpha, a, b, beta, c, epi),
         }
     }
 
     /// One product on the calling thread.
-    fn serial(self, alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+    fn serial(
+        self,
+        alpha: f32,
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        beta: f32,
+        mut c: MatMut<'_>,
+        epi: Epilogue<'_>,
+    ) {
+        if a.cols == 0 {
+            portable::scale(beta, c.reborrow());
+            return epilogue::apply(c, epi);
+        }
         match self {
-            Kernel::Portable => portable::gemm_serial(alpha, a, b, beta, c),
+            Kernel::Portable => portable::gemm_serial(alpha, a, b, beta, c, epi),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(k) => k.gemm_serial(alpha, a, b, beta, c),
+            Kernel::Avx512(k) => k.gemm_serial(alpha, a, b, beta, c, epi),
         }
     }
 }
@@ -108,18 +141,42 @@ pub fn gemm_with(
     beta: f32,
     c: MatMut<'_>,
 ) -> Result<()> {
-    check_dims("gemm", &a, &b, &c)?;
-    let kernel = Kernel::select("gemm", backend)?;
-    if c.rows == 0 || c.cols == 0 {
-        return Ok(());
-    }
-    if work(1, c.rows, a.cols, c.cols) < PARALLEL_MIN_WORK {
-        // Not worth a trip to the pool: the same kernel, same bits, here.
-        kernel.serial(alpha, a, b, beta, c);
-    } else {
-        threads::install(|| kernel.parallel(alpha, a, b, beta, c));
-    }
-    Ok(())
+    let none = Epilogue::default();
+    run(
+        "gemm",
+        backend,
+        1,
+        alpha,
+        (a, 0),
+        (b, 0),
+        beta,
+        (c, 0),
+        none,
+    )
+}
+
+/// `C = act(α·A·B + β·C + bias)` for one matrix, the bias and activation
+/// applied as each block of C is stored (see [`Epilogue`]).
+pub fn gemm_fused(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: Epilogue<'_>,
+) -> Result<()> {
+    let (op, backend) = ("gemm_fused", Backend::Auto);
+    run(
+        op,
+        backend,
+        1,
+        alpha,
+        (a, 0),
+        (b, 0),
+        beta,
+        (c, 0),
+        epilogue,
+    )
 }
 
 /// `C[i] = α·A[i]·B[i] + β·C[i]` for `i < batch`.
@@ -151,10 +208,13 @@ pub fn gemm_batched(
         beta,
         c,
         c_stride,
+        Epilogue::default(),
     )
 }
 
-/// [`gemm_batched`] with an explicit [`Backend`].
+/// The general entry point: [`gemm_batched`] with an explicit [`Backend`] and
+/// an [`Epilogue`], `C[i] = act(α·A[i]·B[i] + β·C[i] + bias)` (one bias shared
+/// by the batch; the pre-activation slice laid out like C's).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched_with(
     backend: Backend,
@@ -167,58 +227,93 @@ pub fn gemm_batched_with(
     beta: f32,
     c: MatMut<'_>,
     c_stride: usize,
+    epilogue: Epilogue<'_>,
 ) -> Result<()> {
-    const OP: &str = "gemm_batched";
-    check_dims(OP, &a, &b, &c)?;
+    let op = "gemm_batched";
+    let (a, b, c) = ((a, a_stride), (b, b_stride), (c, c_stride));
+    run(op, backend, batch, alpha, a, b, beta, c, epilogue)
+}
+
+/// Validates a (batched) product, then runs it on the calling thread or the
+/// pool depending on its size.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    op: &'static str,
+    backend: Backend,
+    batch: usize,
+    alpha: f32,
+    (a, a_stride): (MatRef<'_>, usize),
+    (b, b_stride): (MatRef<'_>, usize),
+    beta: f32,
+    (c, c_stride): (MatMut<'_>, usize),
+    epi: Epilogue<'_>,
+) -> Result<()> {
+    check_dims(op, &a, &b, &c)?;
     if batch == 0 {
         return Ok(());
     }
-    a.check_batch(OP, "A", batch, a_stride)?;
-    b.check_batch(OP, "B", batch, b_stride)?;
-    c.check_batch(OP, batch, c_stride)?;
-    let kernel = Kernel::select(OP, backend)?;
-    let (m, n) = (c.rows, c.cols);
+    a.check_batch(op, "A", batch, a_stride)?;
+    b.check_batch(op, "B", batch, b_stride)?;
+    c.check_batch(op, batch, c_stride)?;
+    let (m, k, n) = (c.rows, a.cols, c.cols);
+    let extent = c.extent();
+    let total = if extent == 0 {
+        0
+    } else {
+        (batch - 1) * c_stride + extent
+    };
+    epi.check(op, m, n, total)?;
+    let kernel = Kernel::select(op, backend)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
     if batch == 1 {
-        return gemm_with(backend, alpha, a, b, beta, c);
+        if work(1, m, k, n) < PARALLEL_MIN_WORK {
+            // Not worth a trip to the pool: the same kernel, same bits, here.
+            kernel.serial(alpha, a, b, beta, c, epi);
+        } else {
+            threads::install(|| kernel.parallel(alpha, a, b, beta, c, epi));
+        }
+        return Ok(());
     }
-    let (k, ars, acs, brs, bcs, crs, ccs) = (a.cols, a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
+    let (ars, acs, brs, bcs, crs, ccs) = (a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
     let (adata, bdata) = (a.data, b.data);
-    let extent = c.extent();
+    let epis = epi.split(batch, c_stride, extent);
+    let item = |i: usize, chunk: &mut [f32]| {
+        let len = extent.min(chunk.len());
+        let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
+        let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+        (ai, bi, len)
+    };
     if work(batch, m, k, n) < PARALLEL_MIN_WORK {
-        for (i, chunk) in c.data.chunks_mut(c_stride).take(batch).enumerate() {
-            let len = extent.min(chunk.len());
-            let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
-            let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+        let chunks = c.data.chunks_mut(c_stride).take(batch);
+        for (i, (chunk, e)) in chunks.zip(epis).enumerate() {
+            let (ai, bi, len) = item(i, chunk);
             let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-            kernel.serial(alpha, ai, bi, beta, ci);
+            kernel.serial(alpha, ai, bi, beta, ci, e);
         }
         return Ok(());
     }
     threads::install(|| {
         if batch < 2 * rayon::current_num_threads() {
             // Too few products to share out: parallelise inside each one.
-            for (i, chunk) in c.data.chunks_mut(c_stride).take(batch).enumerate() {
-                let len = extent.min(chunk.len());
-                let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
-                let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+            let chunks = c.data.chunks_mut(c_stride).take(batch);
+            for (i, (chunk, e)) in chunks.zip(epis).enumerate() {
+                let (ai, bi, len) = item(i, chunk);
                 let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-                kernel.parallel(alpha, ai, bi, beta, ci);
+                kernel.parallel(alpha, ai, bi, beta, ci, e);
             }
             return;
         }
         c.data
             .par_chunks_mut(c_stride)
             .take(batch)
+            .zip(epis)
             .enumerate()
-            .for_each(|(i, chunk)| {
-                let len = extent.min(chunk.len());
-                let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
-                let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
+            .for_each(|(i, (chunk, e))| {
+                let (ai, bi, len) = item(i, chunk);
                 let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-                kernel.serial(alpha, ai, bi, beta, ci);
+                kernel.serial(alpha, ai, bi, beta, ci, e);
             });
     });
     Ok(())

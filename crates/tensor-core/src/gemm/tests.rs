@@ -12,14 +12,19 @@
 use super::*;
 use crate::Rng;
 
-const U: f64 = 1.0 / (1u64 << 24) as f64;
+pub(super) const U: f64 = 1.0 / (1u64 << 24) as f64;
 
-fn randv(rng: &mut Rng, len: usize) -> Vec<f32> {
+pub(super) fn randv(rng: &mut Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.normal() as f32).collect()
 }
 
 /// Storage for an `rows × cols` operand, row-major or (when `trans`) column-major.
-fn operand(rng: &mut Rng, rows: usize, cols: usize, trans: bool) -> (Vec<f32>, usize, usize) {
+pub(super) fn operand(
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    trans: bool,
+) -> (Vec<f32>, usize, usize) {
     let v = randv(rng, rows * cols);
     if trans {
         (v, 1, rows.max(1))
@@ -30,7 +35,7 @@ fn operand(rng: &mut Rng, rows: usize, cols: usize, trans: bool) -> (Vec<f32>, u
 
 /// Layouts of C under test.
 #[derive(Clone, Copy, Debug)]
-enum CLayout {
+pub(super) enum CLayout {
     RowMajor,
     /// C transposed: column-major storage.
     ColMajor,
@@ -39,7 +44,7 @@ enum CLayout {
 }
 
 impl CLayout {
-    fn strides(self, m: usize, n: usize) -> (usize, usize, usize) {
+    pub(super) fn strides(self, m: usize, n: usize) -> (usize, usize, usize) {
         match self {
             CLayout::RowMajor => (n, 1, m * n),
             CLayout::ColMajor => (1, m, m * n),
@@ -104,7 +109,7 @@ fn assert_close(
 }
 
 /// Backends to compare: Portable, Auto and, where the CPU has it, Avx512.
-fn backends() -> Vec<Backend> {
+pub(super) fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Portable, Backend::Auto];
     if Kernel::select("test", Backend::Avx512).is_ok() {
         v.push(Backend::Avx512);
@@ -284,7 +289,17 @@ fn batched_matches_reference() {
             let b = MatRef::new(&bv, k, n, n, 1).unwrap();
             let cm = MatMut::new(&mut c, m, n, crs, 1).unwrap();
             gemm_batched_with(
-                backend, batch, 0.75, a, a_stride, b, b_stride, beta, cm, cstride,
+                backend,
+                batch,
+                0.75,
+                a,
+                a_stride,
+                b,
+                b_stride,
+                beta,
+                cm,
+                cstride,
+                Epilogue::default(),
             )
             .unwrap();
             for i in 0..batch {
@@ -324,7 +339,7 @@ fn thread_count_does_not_change_bits() {
                 let a = MatRef::new(&av, m, k, ars, acs).unwrap();
                 let b = MatRef::new(&bv, k, n, brs, bcs).unwrap();
                 let cm = MatMut::row_major(&mut c, m, n).unwrap();
-                pool.install(|| kernel.parallel(1.25, a, b, 0.5, cm));
+                pool.install(|| kernel.parallel(1.25, a, b, 0.5, cm, Epilogue::default()));
                 results.push(c.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
             }
             assert!(

@@ -12,7 +12,18 @@
 
 use std::arch::x86_64::*;
 
-/// Where a tile is written and how: `C = α·acc + β·C` (β = 0: C not read).
+/// A bias added to the tile as it is stored (the first k block's store).
+#[derive(Clone, Copy)]
+pub(super) enum TileBias {
+    None,
+    /// `b[j]` added to column `j < cols` of the tile.
+    Col(*const f32),
+    /// `b[i]` added to row `i < rows` of the tile.
+    Row(*const f32),
+}
+
+/// Where a tile is written and how: `C = α·acc + β·C + bias` (β = 0: C not
+/// read), every element rounded as `fma(β, c, α·acc) + b`.
 #[derive(Clone, Copy)]
 pub(super) struct Tile {
     /// Element `(0, 0)` of the tile in C.
@@ -25,6 +36,7 @@ pub(super) struct Tile {
     pub cols: usize,
     pub alpha: f32,
     pub beta: f32,
+    pub bias: TileBias,
 }
 
 /// Mask of the first `n` (clamped to 16) lanes.
@@ -42,8 +54,9 @@ fn lanes(n: usize) -> __mmask16 {
 /// Those `MR × kc` elements of A must be readable; `b` must point to `kc·NR`
 /// readable floats, 64-byte aligned (packed B panel, `b[p·NR + j]`). For
 /// `i < t.rows`, `j < t.cols`, `t.c + i·t.rs + j·t.cs` must be valid for
-/// reads and writes and not aliased by anything else during the call. The
-/// CPU must support AVX-512F.
+/// reads and writes and not aliased by anything else during the call; a
+/// `t.bias` pointer must be readable for `t.cols` (`Col`) or `t.rows` (`Row`)
+/// floats. The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
@@ -91,15 +104,26 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
         let alpha = _mm512_set1_ps(t.alpha);
         let beta = _mm512_set1_ps(t.beta);
         for (i, row) in acc.iter().enumerate() {
+            let rb = match t.bias {
+                // SAFETY: row `i < MR = rows` of a row bias.
+                TileBias::Row(b) => _mm512_set1_ps(unsafe { *b.add(i) }),
+                _ => _mm512_setzero_ps(),
+            };
             for (v, &x) in row.iter().enumerate() {
                 let x = _mm512_mul_ps(alpha, x);
-                // SAFETY: row `i < MR = rows`, columns `16v .. 16v + 16 ≤ NR = cols`.
+                // SAFETY: row `i < MR = rows`, columns `16v .. 16v + 16 ≤ NR = cols`
+                // of C and of a column bias.
                 unsafe {
                     let p = t.c.add(i * t.rs + 16 * v);
                     let y = if t.beta == 0.0 {
                         x
                     } else {
                         _mm512_fmadd_ps(beta, _mm512_loadu_ps(p), x)
+                    };
+                    let y = match t.bias {
+                        TileBias::None => y,
+                        TileBias::Col(b) => _mm512_add_ps(y, _mm512_loadu_ps(b.add(16 * v))),
+                        TileBias::Row(_) => _mm512_add_ps(y, rb),
                     };
                     _mm512_storeu_ps(p, y);
                 }
@@ -111,12 +135,12 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
     }
 }
 
-/// Writes `α·acc + β·C` (β = 0: `α·acc`, C not read) into the valid part of
+/// Writes `α·acc + β·C + bias` (β = 0: C not read) into the valid part of
 /// an edge tile or a tile of a C without unit column stride.
 ///
-/// Like the full-tile path of [`tile`], every element is `fma(β, c, α·acc)`
-/// (or `α·acc`), so the result does not depend on C's strides or the tile's
-/// position.
+/// Like the full-tile path of [`tile`], every element is `fma(β, c, α·acc) +
+/// b` (or without the terms that are absent), so the result does not depend
+/// on C's strides or the tile's position.
 ///
 /// # Safety
 /// As for [`tile`].
@@ -127,6 +151,11 @@ unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], 
     let beta = _mm512_set1_ps(t.beta);
     if t.cs == 1 {
         for (i, row) in acc.iter().enumerate().take(t.rows) {
+            let rb = match t.bias {
+                // SAFETY: row `i < rows` of a row bias.
+                TileBias::Row(b) => _mm512_set1_ps(unsafe { *b.add(i) }),
+                _ => _mm512_setzero_ps(),
+            };
             for (v, &x) in row.iter().enumerate() {
                 if 16 * v >= t.cols {
                     break;
@@ -134,14 +163,21 @@ unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], 
                 let mask = lanes(t.cols - 16 * v);
                 let x = _mm512_mul_ps(alpha, x);
                 // SAFETY: row `i < rows`, columns `16v .. 16v + 16` masked to
-                // `< cols`: masked-off lanes are neither read nor written and
-                // cannot fault.
+                // `< cols` (of C and of a column bias): masked-off lanes are
+                // neither read nor written and cannot fault.
                 unsafe {
                     let p = t.c.add(i * t.rs + 16 * v);
                     let y = if t.beta == 0.0 {
                         x
                     } else {
                         _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(mask, p), x)
+                    };
+                    let y = match t.bias {
+                        TileBias::None => y,
+                        TileBias::Col(b) => {
+                            _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, b.add(16 * v)))
+                        }
+                        TileBias::Row(_) => _mm512_add_ps(y, rb),
                     };
                     _mm512_mask_storeu_ps(p, mask, y);
                 }
@@ -158,13 +194,19 @@ unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], 
         for (i, row) in tmp.iter().enumerate().take(t.rows) {
             for j in 0..t.cols {
                 let x = row[j / 16][j % 16];
-                // SAFETY: `i < rows`, `j < cols`: a valid element of the tile.
+                // SAFETY: `i < rows`, `j < cols`: a valid element of the tile and
+                // of a bias.
                 unsafe {
                     let p = t.c.add(i * t.rs + j * t.cs);
-                    *p = if t.beta == 0.0 {
+                    let y = if t.beta == 0.0 {
                         x
                     } else {
                         t.beta.mul_add(*p, x)
+                    };
+                    *p = match t.bias {
+                        TileBias::None => y,
+                        TileBias::Col(b) => y + *b.add(j),
+                        TileBias::Row(b) => y + *b.add(i),
                     };
                 }
             }

@@ -14,6 +14,10 @@
 //! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
 //!
 //! The first k block applies the caller's β, later ones accumulate (β = 1).
+//! An [`Epilogue`]'s bias is added to the accumulators in registers by the
+//! first k block's store (where a bias pre-filled into C would enter); its
+//! activation and extra outputs are applied to each tile in L1 right after
+//! the last k block's store.
 //! Every element's value depends only on `k` (its block cuts) and the kernel,
 //! never on which task computes it or whether its A panel was packed, so any
 //! thread count gives bit-identical results.
@@ -61,8 +65,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
+use super::epilogue::{self, Activation, Bias, Epilogue, Extra, RowBias};
 use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
-use kernel::Tile;
+use kernel::{Tile, TileBias};
 use pack::Src;
 
 /// Rows of the microkernel tile.
@@ -104,15 +109,17 @@ impl Avx512 {
         b: MatRef<'_>,
         beta: f32,
         c: MatMut<'_>,
+        epi: Epilogue<'_>,
     ) {
         let threads = rayon::current_num_threads();
         if threads == 1 || work(1, a.rows, a.cols, b.cols) < PARALLEL_MIN_WORK {
-            self.gemm_serial(alpha, a, b, beta, c);
+            self.gemm_serial(alpha, a, b, beta, c, epi);
             return;
         }
-        let job = Job::new(alpha, &a, &b, beta, c);
+        let job = Job::new(alpha, &a, &b, beta, c, epi);
         // SAFETY: `self` proves AVX-512F; the job was built from validated
-        // matrices with C exclusively borrowed for the call.
+        // matrices and epilogue, with C and the pre-activation exclusively
+        // borrowed for the call.
         with_shared_b(|bufs| unsafe { job.run_parallel(bufs, threads) });
     }
 
@@ -124,8 +131,9 @@ impl Avx512 {
         b: MatRef<'_>,
         beta: f32,
         c: MatMut<'_>,
+        epi: Epilogue<'_>,
     ) {
-        let job = Job::new(alpha, &a, &b, beta, c);
+        let job = Job::new(alpha, &a, &b, beta, c, epi);
         // SAFETY: as in `gemm_parallel`.
         with_buffers(|bufs| unsafe { job.run_serial(bufs) });
     }
@@ -144,17 +152,27 @@ struct Job {
     c: *mut f32,
     crs: usize,
     ccs: usize,
+    /// The epilogue: bias (`n` or `m` floats, added at the first k block),
+    /// activation, pre-activation and derivative stores (after the last;
+    /// `pre`, `deriv` null when not wanted, else laid out like C).
+    bias: TileBias,
+    act: Activation,
+    pre: *mut f32,
+    deriv: *mut f32,
     /// Block sizes: k blocks of at most `kc`, `mc`/`nc` whole panels.
     kc: usize,
     mc: usize,
     nc: usize,
     /// Whether full `MR`-row panels of A are read in place.
     direct: bool,
+    /// Whether tiles get an activation or extra outputs after the last k block.
+    finish: bool,
 }
 
-// SAFETY: tasks sharing a `Job` only read A and B (shared borrows outliving
-// the tasks) and write disjoint sets of C's elements (an exclusive borrow
-// outliving the tasks); see `Job::run_parallel`.
+// SAFETY: tasks sharing a `Job` only read A, B and the bias (shared borrows
+// outliving the tasks) and write disjoint sets of C's and the
+// pre-activation's elements (exclusive borrows outliving the tasks); see
+// `Job::run_parallel`.
 unsafe impl Sync for Job {}
 
 /// A pointer to packed B, shared read-only by the tasks of one block.
@@ -174,8 +192,21 @@ impl Packed {
 }
 
 impl Job {
-    fn new(alpha: f32, a: &MatRef<'_>, b: &MatRef<'_>, beta: f32, c: MatMut<'_>) -> Self {
+    fn new(
+        alpha: f32,
+        a: &MatRef<'_>,
+        b: &MatRef<'_>,
+        beta: f32,
+        c: MatMut<'_>,
+        epi: Epilogue<'_>,
+    ) -> Self {
         let (m, k, n) = (a.rows, a.cols, b.cols);
+        let finish = epi.has_finish();
+        let bias = match epi.bias {
+            Bias::None => TileBias::None,
+            Bias::PerColumn(b) => TileBias::Col(b.as_ptr()),
+            Bias::PerRow(b) => TileBias::Row(b.as_ptr()),
+        };
         Job {
             m,
             n,
@@ -195,6 +226,15 @@ impl Job {
             c: c.data.as_mut_ptr(),
             crs: c.rs,
             ccs: c.cs,
+            bias,
+            act: epi.act,
+            pre: epi
+                .pre_activation
+                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            deriv: epi
+                .derivative
+                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            finish,
             kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
             // Whole panels only: packing writes full `MR`/`NR`-wide panels.
             mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
@@ -357,7 +397,9 @@ impl Job {
         (pc, kc): (usize, usize),
         (q0, q1): (usize, usize),
     ) {
-        let beta = if pc == 0 { self.beta } else { 1.0 };
+        let (first, last) = (pc == 0, pc + kc == self.k);
+        let beta = if first { self.beta } else { 1.0 };
+        let finish = last && self.finish;
         // SAFETY: `(ic, pc)` is inside A and the `mc × kc` block too.
         let a_blk = unsafe { self.a.at(ic, pc) };
         // In-place A: full panels read from A, a partial last one packed
@@ -371,15 +413,24 @@ impl Job {
         };
         for jr in (q0..q1).step_by(NR) {
             for ir in (0..mc).step_by(MR) {
+                let (i0, j0) = (ic + ir, jc + jr);
+                let offset = i0 * self.crs + j0 * self.ccs;
                 let t = Tile {
-                    // SAFETY: `(ic + ir, jc + jr)` is inside C.
-                    c: unsafe { self.c.add((ic + ir) * self.crs + (jc + jr) * self.ccs) },
+                    // SAFETY: `(i0, j0)` is inside C.
+                    c: unsafe { self.c.add(offset) },
                     rs: self.crs,
                     cs: self.ccs,
                     rows: MR.min(mc - ir),
                     cols: NR.min(q1 - jr),
                     alpha: self.alpha,
                     beta,
+                    bias: match self.bias {
+                        // SAFETY: a column bias has `n > j0` floats.
+                        TileBias::Col(b) if first => TileBias::Col(unsafe { b.add(j0) }),
+                        // SAFETY: a row bias has `m > i0` floats.
+                        TileBias::Row(b) if first => TileBias::Row(unsafe { b.add(i0) }),
+                        _ => TileBias::None,
+                    },
                 };
                 // SAFETY: rows `ir .. ir + MR` of the A block (read in place,
                 // all inside A) or their packed panel; panel `jr / NR` of
@@ -393,6 +444,56 @@ impl Job {
                         let ap = abuf.add((ir - packed_from) * kc);
                         run_tile::<false>(kc, ap, 0, bp, t);
                     }
+                }
+                if finish {
+                    // SAFETY: the tile just stored, ours alone; the extra
+                    // outputs (when not null) are laid out like C.
+                    unsafe { self.finish_tile(&t, offset) };
+                }
+            }
+        }
+    }
+}
+
+impl Job {
+    /// Stores the extra outputs (if wanted) and applies the activation to a
+    /// tile of C stored after its last k block, while it is in L1.
+    ///
+    /// # Safety
+    /// `t` is a valid tile of C (its elements ours alone) at `offset` in C;
+    /// `self.pre` and `self.deriv` are null or laid out like C, their tile
+    /// elements ours alone.
+    unsafe fn finish_tile(&self, t: &Tile, offset: usize) {
+        // SAFETY: an output laid out like C contains the tile.
+        let at = |p: *mut f32| (!p.is_null()).then(|| unsafe { p.add(offset) });
+        let (pre, deriv) = (at(self.pre), at(self.deriv));
+        for i in 0..t.rows {
+            if t.cs == 1 {
+                // SAFETY: row `i < rows` of the tile: `cols` contiguous
+                // elements of C (and of the extra outputs), not aliased.
+                unsafe {
+                    let row = |p: *mut f32| std::slice::from_raw_parts_mut(p.add(i * t.rs), t.cols);
+                    let extra = Extra {
+                        pre: pre.map(row),
+                        deriv: deriv.map(row),
+                    };
+                    epilogue::finish_row(self.act, row(t.c), extra, RowBias::None);
+                }
+                continue;
+            }
+            for j in 0..t.cols {
+                let at = i * t.rs + j * t.cs;
+                // SAFETY: `(i, j)` is a valid element of the tile (and of the
+                // extra outputs').
+                unsafe {
+                    let z = *t.c.add(at);
+                    if let Some(p) = pre {
+                        *p.add(at) = z;
+                    }
+                    if let Some(d) = deriv {
+                        *d.add(at) = self.act.derivative(z);
+                    }
+                    *t.c.add(at) = self.act.apply(z);
                 }
             }
         }
