@@ -159,6 +159,23 @@ pub struct LoadedModel {
     pub meta: Option<TrainedMeta>,
 }
 
+/// The registered model a checkpoint is for: `model` (a `--model` flag) when given, else its
+/// `model` metadata; an error names the file when there is neither, or the name is unknown.
+pub fn model_name(sd: &StateDict, model: Option<&str>, file: &Path) -> CliResult<String> {
+    let name = match (model, sd.model()) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => {
+            return Err(CliError(format!(
+                "{}: no `model` metadata in the checkpoint; pass --model NAME",
+                file.display()
+            )));
+        }
+    };
+    check_registered(&name)?;
+    Ok(name)
+}
+
 /// True when a checkpoint's metadata says it holds a deploy (re-parameterized) structure.
 pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
     config
@@ -175,17 +192,7 @@ pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
 pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliResult<LoadedModel> {
     let sd = StateDict::load(weights)?;
     let meta_model = sd.model().map(str::to_string);
-    let name = match (model, meta_model.as_deref()) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(m)) => m.to_string(),
-        (None, None) => {
-            return Err(CliError(format!(
-                "{}: no `model` metadata in the checkpoint; pass --model NAME",
-                weights.display()
-            )));
-        }
-    };
-    check_registered(&name)?;
+    let name = model_name(&sd, model, weights)?;
     // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
     let config: Option<Value> = if meta_model.as_deref() == Some(name.as_str()) {
         sd.config()?

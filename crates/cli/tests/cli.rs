@@ -1,7 +1,7 @@
 //! End-to-end tests of the `allmlp` binary, each in its own temporary directory.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use allmlp::layers::autograd::tensor_core::Tensor;
 use allmlp::layers::checkpoint::state_dict;
@@ -9,13 +9,8 @@ use allmlp::layers::state_dict::StateDict;
 use allmlp::layers::{infer, num_parameters};
 use allmlp::models::{ModelOptions, create_model, model_names};
 
-fn allmlp(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_allmlp"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the allmlp binary runs")
-}
+mod common;
+use common::{allmlp, assert_fails};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -23,20 +18,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: non-zero exit, `error: ` first line naming `what`, no panic.
-fn assert_fails(o: &Output, what: &[&str]) {
-    let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-    for w in what {
-        assert!(err.contains(w), "expected `{w}` in: {err}");
-    }
 }
 
 /// A fresh mixer_tiny saved with its name and config, its weights changed away from init so

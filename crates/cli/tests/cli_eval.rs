@@ -2,7 +2,6 @@
 //! an independent computation.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use allmlp::checkpoint::{TrainedMeta, trained_state_dict};
 use allmlp::commands::eval::{EvalReport, evaluate};
@@ -12,26 +11,8 @@ use allmlp::layers::{Buffer, Visitor, infer};
 use allmlp::models::{Model, ModelOptions, create_model};
 use allmlp::tensor_core::Tensor;
 
-fn allmlp(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_allmlp"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the allmlp binary runs")
-}
-
-/// Asserts a clean failure: non-zero exit, `error: ` first, no panic, each of `what` named.
-fn assert_fails(o: &Output, what: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure: {err}");
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for w in what {
-        assert!(err.contains(w), "expected `{w}` in: {err}");
-    }
-}
+mod common;
+use common::{allmlp, assert_fails};
 
 /// The embedded subset's directory (1,000 test images as gzip IDX).
 fn subset_dir() -> PathBuf {

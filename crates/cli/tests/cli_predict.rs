@@ -1,7 +1,6 @@
 //! `allmlp predict`: top-K classes of image files, checked against the library run by hand.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use allmlp::checkpoint::{TrainedMeta, trained_state_dict};
 use allmlp::data::{FASHION_MNIST_CLASSES, Normalization};
@@ -11,25 +10,8 @@ use allmlp::models::{Model, ModelOptions, create_model};
 use allmlp::tensor_core::Tensor;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 
-fn allmlp(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_allmlp"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the allmlp binary runs")
-}
-
-fn assert_fails(o: &Output, what: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure: {err}");
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for w in what {
-        assert!(err.contains(w), "expected `{w}` in: {err}");
-    }
-}
+mod common;
+use common::{allmlp, assert_fails};
 
 struct Randomize(u64);
 

@@ -2,7 +2,6 @@
 //! pixel on hand-made weights.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use allmlp::layers::checkpoint::state_dict;
 use allmlp::models::{ModelOptions, create_model};
@@ -10,25 +9,8 @@ use allmlp::plot::colormap::{NEGATIVE_EXTREME, NEUTRAL, POSITIVE_EXTREME};
 use allmlp::tensor_core::Tensor;
 use image::RgbImage;
 
-fn allmlp(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_allmlp"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the allmlp binary runs")
-}
-
-fn assert_fails(o: &Output, what: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "expected failure: {err}");
-    assert!(
-        err.starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    for w in what {
-        assert!(err.contains(w), "expected `{w}` in: {err}");
-    }
-}
+mod common;
+use common::{allmlp, assert_fails};
 
 /// Saves `name` (7×7 patch grid, as the *_tiny models) with every weight matching `pattern`
 /// (`{}` = block) set to zero except `hot`: (block, unit, patch row, patch column, value).

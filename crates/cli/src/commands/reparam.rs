@@ -9,7 +9,7 @@ use allmlp_layers::checkpoint::state_dict;
 use allmlp_layers::state_dict::{StateDict, Strictness};
 use allmlp_models::{ModelOptions, create_model};
 
-use super::{CliError, CliResult, check_registered, options_from_config, truncate_lines};
+use super::{CliError, CliResult, options_from_config, truncate_lines};
 
 /// Train state dict, registry name, options → deploy state dict (error message on failure).
 pub type Converter = fn(&StateDict, &str, &ModelOptions) -> Result<StateDict, String>;
@@ -30,17 +30,7 @@ pub fn run(
     convert: Option<Converter>,
 ) -> CliResult<String> {
     let sd = StateDict::load(weights)?;
-    let name = match (model, sd.model()) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(m)) => m.to_string(),
-        (None, None) => {
-            return Err(CliError(format!(
-                "{}: no `model` metadata in the checkpoint; pass --model NAME",
-                weights.display()
-            )));
-        }
-    };
-    check_registered(&name)?;
+    let name = crate::checkpoint::model_name(&sd, model, weights)?;
     let config: Option<serde_json::Value> = sd.config()?;
     if config
         .as_ref()
