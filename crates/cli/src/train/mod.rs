@@ -16,6 +16,8 @@
 //! an error; nothing of the diverged epoch is written.
 
 pub mod args;
+pub mod epoch;
+pub mod optim;
 pub mod progress;
 pub mod recipe;
 pub mod state;
@@ -24,38 +26,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use allmlp_autograd::Var;
-use allmlp_autograd::ops::{Targets, cross_entropy};
-use allmlp_autograd::optim::{
-    Adam, AdamConfig, Decay, Lamb, LambConfig, Optimizer, Schedule, Sgd, SgdConfig,
-    param_groups_weight_decay,
-};
+use allmlp_autograd::optim::param_groups_weight_decay;
 use allmlp_layers::checkpoint::{load_state_dict, state_dict};
+use allmlp_layers::named_parameters;
 use allmlp_layers::state_dict::Strictness;
-use allmlp_layers::{Ctx, named_parameters};
 use allmlp_models::{Model, ModelOptions, create_model};
-use allmlp_tensor_core::Tensor;
 
 pub use args::TrainArgs;
-use recipe::{OptimizerKind, Recipe, ScheduleKind};
+use epoch::train_epoch;
+use optim::{build_optimizer, build_schedule};
+use recipe::Recipe;
 
 use crate::checkpoint::{TrainedMeta, trained_state_dict};
 use crate::commands::eval::evaluate;
 use crate::commands::{CliError, CliResult};
-use crate::data::loader::derive_seed;
-use crate::data::{
-    Augment, Batch, Dataset, DatasetSpec, Loader, LoaderConfig, Mix, Normalization, Split,
-};
+use crate::data::{Dataset, DatasetSpec, Normalization, Split};
 use crate::metrics::{EpochMetrics, to_csv};
 use crate::plot::{plot_curves, write_atomic};
 
 /// Parameters that never get weight decay besides biases and 1-D tensors: ResMLP's Affine
 /// (`[1, 1, C]`) and any layer scale.
 const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
-
-/// The `epoch` argument of [`derive_seed`] reserved for dropout/drop-path: stream `step` seeds
-/// the step's [`Ctx`], so those draws depend on the step alone.
-const DROPOUT_STREAMS: u64 = u64::MAX;
 
 /// Images per forward pass of the per-epoch test evaluation.
 const EVAL_BATCH: usize = 500;
@@ -298,181 +289,6 @@ fn load_data(
         )));
     }
     Ok((train, test, input))
-}
-
-fn build_optimizer(
-    r: &Recipe,
-    groups: Vec<allmlp_autograd::optim::ParamGroup>,
-) -> CliResult<Box<dyn Optimizer>> {
-    Ok(match r.optimizer {
-        OptimizerKind::Adamw => Box::new(Adam::adamw(
-            groups,
-            AdamConfig {
-                lr: r.lr,
-                weight_decay: r.weight_decay,
-                ..AdamConfig::adamw()
-            },
-        )?),
-        OptimizerKind::Sgd => Box::new(Sgd::new(
-            groups,
-            SgdConfig {
-                lr: r.lr,
-                momentum: 0.9,
-                nesterov: true,
-                weight_decay: r.weight_decay,
-                ..SgdConfig::default()
-            },
-        )?),
-        OptimizerKind::Lamb => Box::new(Lamb::new(
-            groups,
-            LambConfig {
-                lr: r.lr,
-                weight_decay: r.weight_decay,
-                ..LambConfig::default()
-            },
-        )?),
-    })
-}
-
-fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
-    let warmup = r.warmup_steps.min(total_steps.saturating_sub(1));
-    let decay = match r.schedule {
-        ScheduleKind::Cosine => Decay::Cosine {
-            total_steps,
-            min_lr: 0.0,
-        },
-        ScheduleKind::Linear => Decay::Linear {
-            total_steps,
-            min_lr: 0.0,
-        },
-        ScheduleKind::Step => Decay::Step {
-            step_size: ((total_steps - warmup) / 3).max(1),
-            gamma: 0.1,
-        },
-    };
-    Ok(Schedule::new(r.lr, warmup, decay)?)
-}
-
-/// The training loader of recipe `r`: shuffled full batches, its augmentation and mixing.
-fn loader_config(r: &Recipe, norm: &Normalization) -> LoaderConfig {
-    LoaderConfig {
-        augment: Augment {
-            crop_padding: r.crop_padding,
-            hflip: r.hflip,
-            erase_prob: r.random_erasing,
-        },
-        mix: (r.mixup > 0.0).then_some(Mix {
-            mixup_alpha: r.mixup,
-            cutmix_alpha: 1.0,
-            prob: 1.0,
-            switch_prob: 0.5,
-        }),
-        label_smoothing: r.label_smoothing,
-        drop_last: true,
-        ..LoaderConfig::train(r.batch_size, norm.clone())
-    }
-}
-
-/// One epoch of training.
-#[allow(clippy::too_many_arguments)]
-fn train_epoch(
-    net: &dyn Model,
-    opt: &mut dyn Optimizer,
-    schedule: &Schedule,
-    train: &Arc<Dataset>,
-    norm: &Normalization,
-    r: &Recipe,
-    epoch: usize,
-    step: &mut u64,
-) -> CliResult<EpochStats> {
-    let steps = r.steps_per_epoch(train.len());
-    let loader = Loader::new(
-        Arc::clone(train),
-        loader_config(r, norm),
-        r.seed,
-        epoch as u64,
-    )
-    .map_err(|e| CliError(e.to_string()))?;
-    let bar = progress::EpochBar::new(epoch, r.epochs, steps);
-    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-    let start = Instant::now();
-    let mut batches = loader.take(steps);
-    let mut data_wait = std::time::Duration::ZERO;
-    loop {
-        let waited = Instant::now();
-        let Some(Batch {
-            images: x,
-            labels,
-            targets,
-        }) = batches.next()
-        else {
-            break;
-        };
-        data_wait += waited.elapsed();
-        opt.set_lr(schedule.lr_at(*step))?;
-        opt.zero_grad();
-        let ctx = Ctx::train(derive_seed(r.seed, DROPOUT_STREAMS, *step));
-        let logits = net.forward(&Var::constant(x), &ctx)?;
-        // Mixed batches carry soft targets with the smoothing already applied.
-        let loss = match &targets {
-            Some(t) => cross_entropy(&logits, Targets::Soft(t), 0.0)?,
-            None => cross_entropy(&logits, Targets::Classes(&labels), r.label_smoothing)?,
-        };
-        let value = f64::from(loss.value().item()?);
-        if !value.is_finite() {
-            bar.finish();
-            return Err(CliError(format!(
-                "the training loss became {value} at epoch {epoch}, step {} (lr {:.3e}); \
-                 training stopped. The last good checkpoint (end of epoch {}) is kept; try a \
-                 lower --lr or a longer --warmup-steps",
-                *step,
-                opt.lr(),
-                epoch - 1
-            )));
-        }
-        loss.backward()?;
-        opt.step()?;
-        *step += 1;
-        loss_sum += value * labels.len() as f64;
-        correct += count_correct(&logits.value(), &labels)?;
-        seen += labels.len();
-        bar.step(
-            loss_sum / seen as f64,
-            correct as f64 / seen as f64,
-            seen as f64 / start.elapsed().as_secs_f64(),
-        );
-    }
-    bar.finish();
-    let n = seen.max(1) as f64;
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(EpochStats {
-        loss: loss_sum / n,
-        accuracy: correct as f64 / n,
-        images_per_s: seen as f64 / seconds,
-        data_wait: data_wait.as_secs_f64() / seconds,
-    })
-}
-
-/// What one epoch of training measured.
-struct EpochStats {
-    /// Mean training loss.
-    loss: f64,
-    /// Training accuracy (against the un-mixed labels).
-    accuracy: f64,
-    /// Images per second of the training steps (data waits included).
-    images_per_s: f64,
-    /// Fraction of the epoch spent waiting for the loader's next batch.
-    data_wait: f64,
-}
-
-fn count_correct(logits: &Tensor, labels: &[usize]) -> CliResult<usize> {
-    let pred = logits.argmax(1, false)?;
-    Ok(pred
-        .data
-        .iter()
-        .zip(labels)
-        .filter(|(p, l)| **p == **l)
-        .count())
 }
 
 /// Writes the epoch's user-facing files: last (and best) weights, metrics.csv, curves.png.
