@@ -32,15 +32,20 @@ fn metrics(dir: &Path) -> Vec<allmlp::metrics::EpochMetrics> {
 fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let (full, split) = (dir.path().join("full"), dir.path().join("split"));
-    let mut args = small(&full, 3, 160);
-    args.mixup = Some(0.2);
-    args.drop_path = Some(0.1);
-    run(&args).unwrap();
+    // Every random draw is on: shuffling, crop, flip, erasing, mixup/cutmix, drop-path.
+    let randomized = |out: &Path| TrainArgs {
+        mixup: Some(0.2),
+        drop_path: Some(0.1),
+        crop_padding: Some(2),
+        random_erasing: Some(0.25),
+        ..small(out, 3, 160)
+    };
+    run(&randomized(&full)).unwrap();
 
-    let mut first = small(&split, 3, 160);
-    first.mixup = Some(0.2);
-    first.drop_path = Some(0.1);
-    first.stop_after = Some(1);
+    let first = TrainArgs {
+        stop_after: Some(1),
+        ..randomized(&split)
+    };
     run(&first).unwrap();
     assert_eq!(metrics(&split).len(), 1);
     // A new run must not overwrite it.

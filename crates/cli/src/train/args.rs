@@ -23,10 +23,10 @@ pub struct TrainArgs {
     /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Epochs to train [default: 3].
+    /// Epochs to train [default: 4].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
-    /// Images per training step [default: 128].
+    /// Images per training step [default: 64].
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
     /// Optimizer [default: adamw].
@@ -38,7 +38,7 @@ pub struct TrainArgs {
     /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
     #[arg(long, value_name = "WD")]
     pub weight_decay: Option<f64>,
-    /// Linear warm-up steps from 0 to --lr [default: 200].
+    /// Linear warm-up steps from 0 to --lr [default: 500].
     #[arg(long, value_name = "STEPS")]
     pub warmup_steps: Option<u64>,
     /// Learning-rate decay after the warm-up, to 0 at the last step [default: cosine].
@@ -53,7 +53,7 @@ pub struct TrainArgs {
     /// Stochastic-depth rate, increasing linearly over the blocks [default: 0].
     #[arg(long, value_name = "RATE")]
     pub drop_path: Option<f32>,
-    /// Random-crop padding in pixels, 0 for none [default: 2].
+    /// Random-crop padding in pixels, 0 for none [default: 0].
     #[arg(long, value_name = "PIXELS")]
     pub crop_padding: Option<usize>,
     /// Random horizontal flips (true/false) [default: true].
@@ -266,7 +266,8 @@ mod tests {
             ..Default::default()
         };
         let e = other.check_resume(&saved).unwrap_err().0;
-        assert!(e.contains("--epochs 4") && e.contains("--lr 0.5"), "{e}");
+        let want = format!("--epochs {}", saved.epochs + 1);
+        assert!(e.contains(&want) && e.contains("--lr 0.5"), "{e}");
     }
 
     #[test]
