@@ -9,7 +9,7 @@ zero padding + horizontal flip, normalization mean 0.2860 / std 0.3530, full bat
 (drop_last), test evaluation after each epoch. Prints metrics.csv lines
 (`epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds`) and images/s.
 
-    .venv/bin/python tools/train_torch.py --model mixer_tiny --epochs 4 --lr 2e-3 --crop-padding 0
+    .venv/bin/python tools/train_torch.py --model mixer_tiny        # allmlp's default recipe
 
 Needs torch and timm (`python3 -m venv .venv && .venv/bin/pip install torch timm numpy`).
 """
@@ -78,17 +78,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mixer_tiny")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--warmup-steps", type=int, default=200)
+    ap.add_argument("--warmup-steps", type=int, default=500)
     ap.add_argument("--label-smoothing", type=float, default=0.1)
-    ap.add_argument("--crop-padding", type=int, default=2)
+    ap.add_argument("--crop-padding", type=int, default=0)
     ap.add_argument("--hflip", type=lambda s: s.lower() == "true", default=True)
     ap.add_argument("--drop-path", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="stop after this many epochs (the schedule still spans --epochs)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -113,7 +115,8 @@ def main():
 
     print("epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds")
     start, step = time.time(), 0
-    for epoch in range(1, a.epochs + 1):
+    last = a.epochs if a.stop_after is None else min(a.epochs, a.stop_after)
+    for epoch in range(1, last + 1):
         net.train()
         perm = torch.randperm(len(xtr), generator=gen)
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.time()
