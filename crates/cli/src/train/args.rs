@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Epochs to train [default: 4].
+    /// Epochs to train [default: 4; 3 for the RepMLP nets, which are slower per epoch].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Images per training step [default: 64].
@@ -249,6 +249,22 @@ mod tests {
         );
         assert_eq!(r.model, "mixer_tiny");
         assert_eq!(r.epochs, Recipe::default_for("x", "y").epochs);
+    }
+
+    #[test]
+    fn default_epochs_follow_the_model_and_yield_to_the_flag() {
+        let epochs = |model: &str, flag: Option<usize>| {
+            let a = TrainArgs {
+                model: Some(model.into()),
+                epochs: flag,
+                ..Default::default()
+            };
+            a.new_recipe().epochs
+        };
+        assert_eq!(epochs("mixer_tiny", None), 4);
+        assert_eq!(epochs("resmlp_tiny", None), 4);
+        assert_eq!(epochs("repmlp_tiny", None), 3);
+        assert_eq!(epochs("repmlp_tiny", Some(5)), 5);
     }
 
     #[test]

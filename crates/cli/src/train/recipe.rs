@@ -70,17 +70,25 @@ pub struct Recipe {
     pub test_limit: Option<usize>,
 }
 
+/// Default epochs for `model`: what fits 15 minutes of training on two cores at its speed.
+/// The RepMLP nets take ~240 s an epoch on Fashion-MNIST (their partition and conv branches
+/// cost more than Mixer/ResMLP's ~200 s), so they get 3 epochs (`repmlp_tiny`: 91.45% in
+/// 700 s, docs/results.md), the others 4.
+pub fn default_epochs(model: &str) -> usize {
+    if model.starts_with("repmlp") { 3 } else { 4 }
+}
+
 impl Recipe {
     /// The default recipe: what `allmlp train` runs with no flags (for `mixer_tiny` on
-    /// Fashion-MNIST), chosen to fit 15 minutes on two cores: 4 epochs, batch 64, AdamW lr 1e-3
-    /// and weight decay 0.05, 500 warm-up steps then cosine to 0, label smoothing 0.1,
-    /// horizontal flips only (random crops slow such a short run down). docs/results.md has
-    /// what it reaches.
+    /// Fashion-MNIST), chosen to fit 15 minutes on two cores: [`default_epochs`] epochs
+    /// (4; 3 for the slower RepMLP nets), batch 64, AdamW lr 1e-3 and weight decay 0.05,
+    /// 500 warm-up steps then cosine to 0, label smoothing 0.1, horizontal flips only (random
+    /// crops slow such a short run down). docs/results.md has what it reaches.
     pub fn default_for(model: &str, dataset: &str) -> Recipe {
         Recipe {
             model: model.to_string(),
             dataset: dataset.to_string(),
-            epochs: 4,
+            epochs: default_epochs(model),
             batch_size: 64,
             optimizer: OptimizerKind::Adamw,
             lr: 1e-3,
