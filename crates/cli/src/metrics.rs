@@ -8,6 +8,7 @@
 //! # Ok::<(), allmlp::commands::CliError>(())
 //! ```
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::commands::{CliError, CliResult};
@@ -16,7 +17,7 @@ use crate::commands::{CliError, CliResult};
 pub const CSV_HEADER: &str = "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds";
 
 /// One epoch's figures (accuracies as fractions).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
     /// Epoch number, from 1.
     pub epoch: usize,

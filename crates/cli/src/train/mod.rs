@@ -136,7 +136,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         epoch: 0,
         step: 0,
         seconds: 0.0,
-        rows: Vec::new(),
+        metrics: Vec::new(),
         optimizer_scalars: Vec::new(),
         threads,
     };
@@ -215,9 +215,12 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             lr: opt.lr(),
             seconds: base_seconds + start.elapsed().as_secs_f64(),
         };
-        let mut rows = progress.metrics();
-        let best_so_far = rows.iter().map(|r| r.test_acc).fold(f64::MIN, f64::max);
-        rows.push(m);
+        let best_so_far = progress
+            .metrics
+            .iter()
+            .map(|r| r.test_acc)
+            .fold(f64::MIN, f64::max);
+        progress.metrics.push(m);
         eprintln!(
             "epoch {epoch}/{}: train loss {train_loss:.4} acc {:.2}% | test loss {test_loss:.4} \
              acc {:.2}% | lr {:.2e} | {:.0} img/s, {:.1}% waiting for data | {:.0} s",
@@ -233,16 +236,14 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             &out,
             net.as_ref(),
             &meta(epoch, &m),
-            &rows,
+            &progress.metrics,
             test_acc > best_so_far,
         )?;
         progress.epoch = epoch;
         progress.seconds = m.seconds;
-        progress.set_metrics(&rows);
         state::save(&out, &state_dict(net.as_ref()), &opt.state(), &progress)?;
     }
-    let rows = progress.metrics();
-    Ok(match rows.last() {
+    Ok(match progress.metrics.last() {
         Some(m) => format!(
             "{}: epoch {}/{}, test accuracy {:.2}% (loss {:.4}), {:.0} s of training; files in {}",
             recipe.model,

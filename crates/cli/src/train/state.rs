@@ -36,49 +36,11 @@ pub struct Progress {
     /// Wall-clock seconds of training so far (all invocations).
     pub seconds: f64,
     /// Metrics of every completed epoch.
-    pub rows: Vec<(usize, [f64; 6])>,
+    pub metrics: Vec<EpochMetrics>,
     /// Optimizer scalars (learning rate, step counts).
     pub optimizer_scalars: Vec<(String, f64)>,
     /// Compute threads the run used.
     pub threads: usize,
-}
-
-impl Progress {
-    /// The metrics rows as [`EpochMetrics`].
-    pub fn metrics(&self) -> Vec<EpochMetrics> {
-        self.rows
-            .iter()
-            .map(|&(epoch, [a, b, c, d, e, f])| EpochMetrics {
-                epoch,
-                train_loss: a,
-                train_acc: b,
-                test_loss: c,
-                test_acc: d,
-                lr: e,
-                seconds: f,
-            })
-            .collect()
-    }
-
-    /// Stores `rows` in the record.
-    pub fn set_metrics(&mut self, rows: &[EpochMetrics]) {
-        self.rows = rows
-            .iter()
-            .map(|m| {
-                (
-                    m.epoch,
-                    [
-                        m.train_loss,
-                        m.train_acc,
-                        m.test_loss,
-                        m.test_acc,
-                        m.lr,
-                        m.seconds,
-                    ],
-                )
-            })
-            .collect();
-    }
 }
 
 /// Writes `dir/optimizer.safetensors` atomically from the model's state dict, the optimizer's
