@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The `allmlp train` recipe in plain PyTorch + timm, for side-by-side accuracy and speed.
 
-Trains mixer_tiny or resmlp_tiny (timm modules with allmlp's configurations) on Fashion-MNIST
+Trains mixer_tiny or resmlp_tiny (timm modules with allmlp's configurations), or repmlp_tiny
+(the reference module of tools/fixtures/models_repmlp.py, training form) on Fashion-MNIST
 from the IDX files (Debian's /usr/share/datasets/fashion-mnist by default) with the same
 recipe as `allmlp train`: AdamW (no weight decay on biases, norms, affine and layer-scale
 parameters), linear warm-up from 0 then cosine to 0 per step, label smoothing, random crop with
@@ -56,6 +57,11 @@ def build(name, drop_path):
                            embed_dim=128, mlp_ratio=4,
                            block_layer=partial(mm.ResBlock, init_values=0.1),
                            norm_layer=mm.Affine, drop_path_rate=drop_path)
+    if name == "repmlp_tiny":
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures"))
+        from models_repmlp import PureRef
+        return PureRef(1, 28, 10, (16, 32, 64), 1, 7, 7, (1, 3, 5), 1, 4, deploy=False)
     raise SystemExit(f"unknown model {name}")
 
 
@@ -89,6 +95,8 @@ def main():
     ap.add_argument("--drop-path", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-limit", type=int, default=None,
+                    help="train on only the first N training images")
     ap.add_argument("--stop-after", type=int, default=None,
                     help="stop after this many epochs (the schedule still spans --epochs)")
     a = ap.parse_args()
@@ -96,6 +104,8 @@ def main():
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     xtr, ytr = load(a.data, "train")
+    if a.train_limit is not None:
+        xtr, ytr = xtr[:a.train_limit], ytr[:a.train_limit]
     xte, yte = load(a.data, "test")
     net = build(a.model, a.drop_path)
     decay, no_decay = [], []
