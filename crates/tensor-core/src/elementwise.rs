@@ -290,20 +290,23 @@ pub fn gelu_tanh(x: f32) -> f32 {
 }
 
 /// d gelu(x)/dx = Φ(x) + x·φ(x).
+///
+/// φ(x) = e^{−x²/2}/√(2π) is [`fast_math::erf_and_gauss`]'s second value at
+/// `x/√2`, so Φ and φ share one `exp`.
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
-    cdf + x * pdf
+    let (erf, gauss) = fast_math::erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
+    let cdf = 0.5 * (1.0 + erf);
+    cdf + x * (FRAC_1_SQRT_2PI * gauss)
 }
 
 /// `(gelu(x), gelu_grad(x))` with the `erf` computed once: the same bits as
 /// the two functions (the GEMM epilogue stores both in training).
 #[inline(always)]
 pub(crate) fn gelu_with_grad(x: f32) -> (f32, f32) {
-    let t = 1.0 + fast_math::erf(x * std::f32::consts::FRAC_1_SQRT_2);
-    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * x * x);
-    (x * 0.5 * t, 0.5 * t + x * pdf)
+    let (erf, gauss) = fast_math::erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);
+    let t = 1.0 + erf;
+    (x * 0.5 * t, 0.5 * t + x * (FRAC_1_SQRT_2PI * gauss))
 }
 
 /// `(gelu_tanh(x), gelu_tanh_grad(x))` with `e^{−2u}` computed once: the
