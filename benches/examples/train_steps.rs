@@ -1,6 +1,9 @@
 //! Runs N training steps of a tiny model and prints the loss: a fixed amount
 //! of work for CPU-time comparisons on a busy machine
 //! (`/usr/bin/time -f %U cargo run --release -p allmlp-benches --example train_steps -- mixer 5`).
+//!
+//! With `ALLMLP_GEMM_PROFILE` set it also prints where the GEMM time of the
+//! steps after the first went, by shape (`allmlp_tensor_core::gemm::profile`).
 
 use allmlp_autograd::Var;
 use allmlp_autograd::ops::{Targets, cross_entropy};
@@ -26,7 +29,13 @@ fn main() {
     let mut opt = Adam::adamw(groups, AdamConfig::adamw()).expect("optimizer");
     let images = Var::constant(Tensor::randn(&[128, 1, 28, 28], 0.0, 1.0, 9).expect("input"));
     let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let profile = std::env::var_os("ALLMLP_GEMM_PROFILE").is_some();
+    let mut timed = std::time::Duration::ZERO;
     for step in 0..steps {
+        if profile && step == 1 {
+            allmlp_tensor_core::gemm::profile::start();
+        }
+        let t0 = std::time::Instant::now();
         opt.zero_grad();
         let logits = model
             .forward(&images, &Ctx::train(step as u64))
@@ -34,9 +43,26 @@ fn main() {
         let loss = cross_entropy(&logits, Targets::Classes(&labels), 0.1).expect("loss");
         loss.backward().expect("backward");
         opt.step().expect("step");
+        if step > 0 {
+            timed += t0.elapsed();
+        }
         println!(
             "step {step}: loss {:.4}",
             loss.value().item().expect("scalar")
         );
+    }
+    if profile && steps > 1 {
+        let per_step = |s: f64| s / (steps - 1) as f64 * 1e3;
+        let rows = allmlp_tensor_core::gemm::profile::take();
+        let gemm: f64 = rows.iter().map(|r| r.seconds).sum();
+        println!(
+            "per step (after the first): {:.1} ms, of which GEMM {:.1} ms; by shape, over all {} steps:",
+            per_step(timed.as_secs_f64()),
+            per_step(gemm),
+            steps - 1
+        );
+        for r in rows {
+            println!("{r}");
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::{Result, TensorError};
 use super::MatMut;
 
 /// The activation an [`Epilogue`] applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
     /// None: `act(z) = z`.
     #[default]

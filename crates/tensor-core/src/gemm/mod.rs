@@ -14,6 +14,8 @@
 //! activation (GELU exact or tanh, ReLU) applied as each block of C is stored,
 //! optionally also storing the pre-activation for the backward pass.
 //!
+//! [`profile`] records the wall time of every product by shape, on request.
+//!
 //! ```
 //! use allmlp_tensor_core::gemm::{gemm, MatMut, MatRef};
 //! let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2×3
@@ -29,6 +31,7 @@ mod avx512;
 mod epilogue;
 mod layout;
 mod portable;
+pub mod profile;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -238,6 +241,38 @@ pub fn gemm_batched_with(
 /// pool depending on its size.
 #[allow(clippy::too_many_arguments)]
 fn run(
+    op: &'static str,
+    backend: Backend,
+    batch: usize,
+    alpha: f32,
+    (a, a_stride): (MatRef<'_>, usize),
+    (b, b_stride): (MatRef<'_>, usize),
+    beta: f32,
+    (c, c_stride): (MatMut<'_>, usize),
+    epi: Epilogue<'_>,
+) -> Result<()> {
+    let t0 = profile::begin();
+    let shape = (a.rows, a.cols, b.cols);
+    let layout = profile::Layout::of((a.rs, a.cs), (b.rs, b.cs));
+    let act = epi.act;
+    let done = run_checked(
+        op,
+        backend,
+        batch,
+        alpha,
+        (a, a_stride),
+        (b, b_stride),
+        beta,
+        (c, c_stride),
+        epi,
+    );
+    profile::end(t0, op, batch, shape, layout, act);
+    done
+}
+
+/// [`run`] without the profiling.
+#[allow(clippy::too_many_arguments)]
+fn run_checked(
     op: &'static str,
     backend: Backend,
     batch: usize,
