@@ -8,6 +8,8 @@
 //!   gradient `0·∞ = NaN` below x ≈ −10): use it only where the result is
 //!   then bounded (activations);
 //!   `Tensor::exp` keeps the libm `expf`.
+//! - [`erf_and_gauss`]: `erf` and the factor `e^{−x²}` its formula computes
+//!   (saturating at ~1e-38 like [`exp`]), which GELU's derivative reuses.
 //! - [`erf`]: Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, ≤ 7e-7
 //!   absolute evaluated in f32) — the formula and f32 evaluation PyTorch's
 //!   vectorized CPU `erf` (and so its exact GELU) uses.

@@ -266,7 +266,9 @@ fn run(
         (c, c_stride),
         epi,
     );
-    profile::end(t0, op, batch, shape, layout, act);
+    if done.is_ok() {
+        profile::end(t0, op, batch, shape, layout, act);
+    }
     done
 }
 

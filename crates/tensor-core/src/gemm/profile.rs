@@ -1,10 +1,13 @@
 //! Where GEMM time goes, by shape: an opt-in record of every product's wall
 //! time, for finding the slow shapes of a training step or a model.
 //!
-//! Off by default; then each product pays one relaxed atomic load. [`start`]
-//! clears the record and turns it on, [`take`] turns it off and returns one row
-//! per distinct (entry point, batch, m, k, n, activation), slowest first. The
-//! record is process-wide: products on every thread are counted.
+//! Off by default; then each product pays one relaxed atomic load (and the
+//! classification of its operands' layout). [`start`] clears the record and
+//! turns it on, [`take`] turns it off and returns one row per distinct (entry
+//! point, batch, m, k, n, operand layout, activation), slowest first; the
+//! `*_with` entry points count under their plain names, whatever the backend.
+//! Only products that ran (passed validation) are recorded. The record is
+//! process-wide: products on every thread are counted.
 //!
 //! ```
 //! use allmlp_tensor_core::gemm::{gemm, profile, MatMut, MatRef};
@@ -211,7 +214,10 @@ mod tests {
         let rows = take();
         let find = |op: &str, batch: usize| {
             rows.iter()
-                .find(|r| r.op == op && r.batch == batch && (r.m, r.k, r.n) == (13, 17, 19))
+                .find(|r| {
+                    (r.op, r.batch, r.m, r.k, r.n) == (op, batch, 13, 17, 19)
+                        && (r.layout, r.act) == (Layout(['N', 'N']), Activation::Identity)
+                })
                 .unwrap_or_else(|| panic!("no {op} batch {batch} row in {rows:?}"))
         };
         let (single, batched) = (find("gemm", 1), find("gemm_batched", 3));
@@ -225,10 +231,8 @@ mod tests {
         assert_eq!(Layout::of((4, 2), (1, 1)), Layout(['S', 'N']));
         assert!(rows.windows(2).all(|w| w[0].seconds >= w[1].seconds));
         assert!(single.to_string().contains("13×17×19"), "{single}");
-        // Off again: nothing is recorded until the next `start`.
-        run(&mut c);
-        start();
-        let rows = take();
-        assert!(!rows.iter().any(|r| (r.m, r.k, r.n) == (13, 17, 19)));
+        // Off again: products are not timed until the next `start`.
+        assert!(begin().is_none());
+        assert!(take().is_empty());
     }
 }
