@@ -9,7 +9,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::commands::{CliError, CliResult};
 
@@ -36,17 +36,9 @@ pub struct EpochMetrics {
 }
 
 impl EpochMetrics {
-    /// The row as JSON (checkpoint metadata).
+    /// The row as JSON (checkpoint metadata): the serde form, as in the resume state.
     pub fn to_json(&self) -> Value {
-        json!({
-            "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "train_acc": self.train_acc,
-            "test_loss": self.test_loss,
-            "test_acc": self.test_acc,
-            "lr": self.lr,
-            "seconds": self.seconds,
-        })
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// Losses to 6 decimals; accuracies exactly (shortest round-trip form: a count over the

@@ -12,8 +12,8 @@
 //! resume state last: killing the process at any moment leaves the previous epoch's files
 //! intact, and resuming repeats the interrupted epoch exactly (every random draw is seeded
 //! from (seed, epoch, step)), so an interrupted and resumed run ends with the same weights as
-//! an uninterrupted one with the same thread count. A NaN or infinite loss stops training with
-//! an error; nothing of the diverged epoch is written.
+//! an uninterrupted one with the same thread count. A NaN or infinite loss (training or test)
+//! stops training with an error; nothing of the diverged epoch is written.
 
 pub mod args;
 pub mod epoch;
@@ -206,6 +206,12 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         let (train_loss, train_acc) = (stats.loss, stats.accuracy);
         let report = evaluate(net.as_ref(), &test, &norm, EVAL_BATCH)?;
         let (test_loss, test_acc) = (report.loss, report.accuracy);
+        if !test_loss.is_finite() {
+            return Err(CliError(format!(
+                "the test loss after epoch {epoch} is {test_loss} (the model's outputs are not                  finite) although training stayed finite; training stopped. The last good                  checkpoint (end of epoch {}) is kept; try a lower --lr",
+                epoch - 1
+            )));
+        }
         let m = EpochMetrics {
             epoch,
             train_loss,

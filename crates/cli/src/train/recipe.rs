@@ -71,9 +71,9 @@ pub struct Recipe {
 }
 
 /// Default epochs for `model`: what fits 15 minutes of training on two cores at its speed.
-/// The RepMLP nets take ~240 s an epoch on Fashion-MNIST (their partition and conv branches
-/// cost more than Mixer/ResMLP's ~200 s), so they get 3 epochs (`repmlp_tiny`: 91.45% in
-/// 700 s, docs/results.md), the others 4.
+/// A `repmlp_tiny` epoch on Fashion-MNIST takes ~240 s (its partition and conv branches cost
+/// more than `mixer_tiny`'s ~200 s), so the RepMLP family gets 3 epochs (`repmlp_tiny`: 91.45%
+/// in 700 s, docs/results.md), every other model 4.
 pub fn default_epochs(model: &str) -> usize {
     if model.starts_with("repmlp") { 3 } else { 4 }
 }
