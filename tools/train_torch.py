@@ -12,7 +12,8 @@ zero padding + horizontal flip, normalization mean 0.2860 / std 0.3530, full bat
 
     .venv/bin/python tools/train_torch.py --model mixer_tiny        # allmlp's default recipe
 
-Needs torch and timm (`python3 -m venv .venv && .venv/bin/pip install torch timm numpy`).
+Needs torch and timm, and safetensors for repmlp_tiny
+(`python3 -m venv .venv && .venv/bin/pip install torch timm safetensors numpy`).
 """
 import argparse
 import gzip
@@ -84,7 +85,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mixer_tiny")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="default: allmlp's, 3 for repmlp_tiny and 4 for the others")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
@@ -100,11 +102,16 @@ def main():
     ap.add_argument("--stop-after", type=int, default=None,
                     help="stop after this many epochs (the schedule still spans --epochs)")
     a = ap.parse_args()
+    if a.epochs is None:
+        a.epochs = 3 if a.model.startswith("repmlp") else 4
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)
     xtr, ytr = load(a.data, "train")
     if a.train_limit is not None:
+        if not a.batch_size <= a.train_limit <= len(xtr):
+            raise SystemExit(f"--train-limit {a.train_limit}: expected {a.batch_size} (one batch) "
+                             f"to {len(xtr)} images")
         xtr, ytr = xtr[:a.train_limit], ytr[:a.train_limit]
     xte, yte = load(a.data, "test")
     net = build(a.model, a.drop_path)
