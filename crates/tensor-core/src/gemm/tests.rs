@@ -314,12 +314,14 @@ fn batched_matches_reference() {
 }
 
 /// Bitwise equality of 1-, 2- and 3-thread runs, for row splits, column
-/// splits (m small) and the batched path.
+/// splits (m small), column parts over all of k (few row blocks, several k
+/// blocks: the first two shapes) and the batched path.
 #[test]
 fn thread_count_does_not_change_bits() {
     let mut rng = Rng::new(4);
     let shapes = [
         (300, 600, 200, false),
+        (128, 1300, 130, true),
         (20, 300, 900, true),
         (257, 49, 64, false),
     ];

@@ -88,6 +88,9 @@ const DIRECT_MAX_N: usize = 256;
 /// ... unless its row stride is a multiple of 4 KiB, where the `MR` rows
 /// would all fall into one L1 set.
 const DIRECT_BAD_STRIDE: usize = 1024;
+/// Products with more than one k block and fewer row blocks than this many
+/// per thread are split by columns ([`Job::run_column_parts`]).
+const COLUMN_PARTS_MAX_ROW_BLOCKS: usize = 4;
 
 /// Proof that the CPU supports AVX-512F: the only way to reach the kernels.
 #[derive(Clone, Copy, Debug)]
@@ -264,11 +267,24 @@ impl Job {
             unsafe { scale(m, n, self.beta, self.c, self.crs, self.ccs) };
             return;
         }
+        // SAFETY: forwarded contract; all of C's columns.
+        unsafe { self.run_columns(bufs, 0, n) }
+    }
+
+    /// Columns `j0 .. j1` of the product (`j0` a multiple of `NR`, `j1 ≤ n`),
+    /// all of k, on this thread, with its own packing buffers.
+    ///
+    /// # Safety
+    /// As for [`Job::run_serial`], with `m, n, k > 0`; nobody else accesses
+    /// these columns of C meanwhile.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_columns(&self, bufs: &mut Buffers, j0: usize, j1: usize) {
+        let (m, k) = (self.m, self.k);
         let (acap, bcap) = self.caps();
         let abuf = grow(&mut bufs.a, acap);
         let bbuf = grow(&mut bufs.b, bcap);
-        for jc in (0..n).step_by(self.nc) {
-            let nc = self.nc.min(n - jc);
+        for jc in (j0..j1).step_by(self.nc) {
+            let nc = self.nc.min(j1 - jc);
             for pc in (0..k).step_by(self.kc) {
                 let kc = self.kc.min(k - pc);
                 // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
@@ -283,7 +299,9 @@ impl Job {
     }
 
     /// The product split into tasks of `MC` rows (and, when those are too
-    /// few to keep `threads` busy, of column panels), scheduled by rayon.
+    /// few to keep `threads` busy, of column panels), scheduled by rayon; or,
+    /// for few rows and a long k (a weight gradient `Xᵀ·dY`), into one column
+    /// range per thread ([`Job::run_column_parts`]).
     ///
     /// # Safety
     /// As for [`Job::run_serial`].
@@ -293,9 +311,13 @@ impl Job {
             // SAFETY: forwarded contract (k = 0 only scales C).
             return unsafe { self.run_serial(bufs) };
         }
+        let row_blocks = m.div_ceil(self.mc);
+        if k > self.kc && row_blocks < COLUMN_PARTS_MAX_ROW_BLOCKS * threads && n >= threads * NR {
+            // SAFETY: forwarded contract.
+            return unsafe { self.run_column_parts(threads) };
+        }
         let (acap, bcap) = self.caps();
         let bbuf = Packed(grow(&mut bufs.b, bcap));
-        let row_blocks = m.div_ceil(self.mc);
         for jc in (0..n).step_by(self.nc) {
             let nc = self.nc.min(n - jc);
             let panels = nc.div_ceil(NR);
@@ -348,6 +370,27 @@ impl Job {
                     });
             }
         }
+    }
+
+    /// One task per thread, each computing a range of whole column panels
+    /// over all of k with its own packed A and B. The row-block split packs
+    /// each k block's B once for all tasks, so its tasks wait for each other
+    /// at every k block; with few row blocks and many k blocks those waits,
+    /// not the arithmetic, set the pace. Here each task repacks A (`m·k`
+    /// floats, small beside its `m·k·n/threads` multiply-adds) and never waits.
+    ///
+    /// # Safety
+    /// As for [`Job::run_serial`], with `m, n, k > 0`.
+    unsafe fn run_column_parts(&self, threads: usize) {
+        let panels = self.n.div_ceil(NR);
+        let parts = threads.min(panels);
+        (0..parts).into_par_iter().with_max_len(1).for_each(|part| {
+            let j0 = panels * part / parts * NR;
+            let j1 = (panels * (part + 1) / parts * NR).min(self.n);
+            // SAFETY: parts cover disjoint column ranges of C (whole panels,
+            // so `j0` is a multiple of `NR`); each task has its own buffers.
+            with_buffers(|own| unsafe { self.run_columns(own, j0, j1) });
+        });
     }
 
     /// Packs columns `j0 .. j0 + cols` (`j0` a multiple of `NR`) of B's
