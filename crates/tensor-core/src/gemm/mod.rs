@@ -251,40 +251,13 @@ fn run(
     (c, c_stride): (MatMut<'_>, usize),
     epi: Epilogue<'_>,
 ) -> Result<()> {
-    let t0 = profile::begin();
-    let shape = (a.rows, a.cols, b.cols);
-    let layout = profile::Layout::of((a.rs, a.cs), (b.rs, b.cs));
-    let act = epi.act;
-    let done = run_checked(
+    let _timer = profile::Timer::start(
         op,
-        backend,
         batch,
-        alpha,
-        (a, a_stride),
-        (b, b_stride),
-        beta,
-        (c, c_stride),
-        epi,
+        (a.rows, a.cols, b.cols),
+        profile::Layout::of((a.rs, a.cs), (b.rs, b.cs)),
+        epi.act,
     );
-    if done.is_ok() {
-        profile::end(t0, op, batch, shape, layout, act);
-    }
-    done
-}
-
-/// [`run`] without the profiling.
-#[allow(clippy::too_many_arguments)]
-fn run_checked(
-    op: &'static str,
-    backend: Backend,
-    batch: usize,
-    alpha: f32,
-    (a, a_stride): (MatRef<'_>, usize),
-    (b, b_stride): (MatRef<'_>, usize),
-    beta: f32,
-    (c, c_stride): (MatMut<'_>, usize),
-    epi: Epilogue<'_>,
-) -> Result<()> {
     check_dims(op, &a, &b, &c)?;
     if batch == 0 {
         return Ok(());

@@ -6,8 +6,8 @@
 //! turns it on, [`take`] turns it off and returns one row per distinct (entry
 //! point, batch, m, k, n, operand layout, activation), slowest first; the
 //! `*_with` entry points count under their plain names, whatever the backend.
-//! Only products that ran (passed validation) are recorded. The record is
-//! process-wide: products on every thread are counted.
+//! A call that fails validation counts too (it returns at once). The record
+//! is process-wide: products on every thread are counted.
 //!
 //! ```
 //! use allmlp_tensor_core::gemm::{gemm, profile, MatMut, MatRef};
@@ -148,23 +148,18 @@ pub fn take() -> Vec<ShapeTime> {
     rows
 }
 
-/// The start time of a product when recording, else `None`.
-pub(super) fn begin() -> Option<Instant> {
-    ON.load(Ordering::Relaxed).then(Instant::now)
-}
+/// Times one call from [`Timer::start`] until it is dropped, when recording.
+pub(super) struct Timer(Option<(Instant, Key)>);
 
-/// Adds a product begun at `t0` to the record.
-pub(super) fn end(
-    t0: Option<Instant>,
-    op: &'static str,
-    batch: usize,
-    (m, k, n): (usize, usize, usize),
-    layout: Layout,
-    act: Activation,
-) {
-    let Some(t0) = t0 else { return };
-    let seconds = t0.elapsed().as_secs_f64();
-    if let Some(map) = record().as_mut() {
+impl Timer {
+    /// Starts timing a call (nothing when not recording).
+    pub(super) fn start(
+        op: &'static str,
+        batch: usize,
+        (m, k, n): (usize, usize, usize),
+        layout: Layout,
+        act: Activation,
+    ) -> Timer {
         let key = Key {
             op,
             batch,
@@ -174,9 +169,20 @@ pub(super) fn end(
             layout,
             act,
         };
-        let e = map.entry(key).or_insert((0, 0.0));
-        e.0 += 1;
-        e.1 += seconds;
+        Timer(ON.load(Ordering::Relaxed).then(|| (Instant::now(), key)))
+    }
+}
+
+impl Drop for Timer {
+    /// Adds the call to the record.
+    fn drop(&mut self) {
+        let Some((t0, key)) = self.0 else { return };
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Some(map) = record().as_mut() {
+            let e = map.entry(key).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += seconds;
+        }
     }
 }
 
@@ -232,7 +238,14 @@ mod tests {
         assert!(rows.windows(2).all(|w| w[0].seconds >= w[1].seconds));
         assert!(single.to_string().contains("13×17×19"), "{single}");
         // Off again: products are not timed until the next `start`.
-        assert!(begin().is_none());
+        let off = Timer::start(
+            "gemm",
+            1,
+            (1, 1, 1),
+            Layout(['N', 'N']),
+            Activation::Identity,
+        );
+        assert!(off.0.is_none());
         assert!(take().is_empty());
     }
 }
