@@ -208,7 +208,9 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         let (test_loss, test_acc) = (report.loss, report.accuracy);
         if !test_loss.is_finite() {
             return Err(CliError(format!(
-                "the test loss after epoch {epoch} is {test_loss} (the model's outputs are not                  finite) although training stayed finite; training stopped. The last good                  checkpoint (end of epoch {}) is kept; try a lower --lr",
+                "the test loss after epoch {epoch} is {test_loss} (the model's outputs are not \
+                 finite) although training stayed finite; training stopped. The last good \
+                 checkpoint (end of epoch {}) is kept; try a lower --lr",
                 epoch - 1
             )));
         }
