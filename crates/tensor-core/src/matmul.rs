@@ -6,7 +6,7 @@
 //! broadcast operand (e.g. a weight shared by every image) gets batch stride 0.
 
 use crate::error::fmt_shape;
-use crate::gemm::{MatMut, MatRef, gemm_batched};
+use crate::gemm::{Backend, FreshEpilogue, MatRef, gemm_batched_fresh_with};
 use crate::shape_ops::broadcast_shapes;
 use crate::{Result, Tensor, TensorError};
 
@@ -135,23 +135,15 @@ impl Tensor {
         let nb: usize = batch.iter().product();
         let oa = Operand::new(&a, &batch);
         let ob = Operand::new(&b, &batch);
-        let mut out = vec![0.0f32; nb * m * n];
-        if nb > 0 && m > 0 && n > 0 {
+        let out = if nb > 0 && m > 0 && n > 0 {
             let am = MatRef::new(oa.data(), m, k, oa.rs, oa.cs)?;
             let bm = MatRef::new(ob.data(), k, n, ob.rs, ob.cs)?;
-            let cm = MatMut::new(&mut out, m, n, n, 1)?;
-            gemm_batched(
-                nb,
-                1.0,
-                am,
-                oa.batch_stride,
-                bm,
-                ob.batch_stride,
-                0.0,
-                cm,
-                m * n,
-            )?;
-        }
+            let (sa, sb) = (oa.batch_stride, ob.batch_stride);
+            let plain = FreshEpilogue::default();
+            gemm_batched_fresh_with(Backend::Auto, nb, 1.0, am, sa, bm, sb, plain)?.c
+        } else {
+            Vec::new()
+        };
         let mut shape = batch;
         if self.ndim() > 1 {
             shape.push(m);

@@ -9,7 +9,9 @@
 //! recording. Backward: `dZ = dY ⊙ act′(Z)`, `dx = Wᵀ·dZ` (batched, shared
 //! weight), `dW = Σ_batch dZ·xᵀ`, `db = Σ_{batch, C} dZ`.
 
-use allmlp_tensor_core::gemm::{Backend, Bias, Epilogue, MatMut, MatRef, gemm_batched_with};
+use allmlp_tensor_core::gemm::{
+    Backend, Bias, Fresh, FreshEpilogue, MatRef, gemm_batched_fresh_with,
+};
 use allmlp_tensor_core::{Tensor, TensorError};
 
 use super::linear::{Activation, activation_backward, records};
@@ -96,20 +98,27 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
     let wc = w.contiguous();
     let mut shape = xv.shape().to_vec();
     shape[r - 2] = d;
-    let mut y = vec![0.0; batch * d * c];
     let record = records(&[Some(x), Some(weight), bias]);
-    let mut dact = (record && act != Activation::Identity).then(|| vec![0.0; y.len()]);
-    if !y.is_empty() {
-        let epilogue = Epilogue {
-            bias: match &bv {
-                Some(b) => Bias::PerRow(b.as_slice().expect("contiguous")),
-                None => Bias::None,
-            },
-            act,
-            derivative: dact.as_deref_mut(),
-            pre_activation: None,
-        };
-        gemm_batched_with(
+    let epilogue = FreshEpilogue {
+        bias: match &bv {
+            Some(b) => Bias::PerRow(b.as_slice().expect("contiguous")),
+            None => Bias::None,
+        },
+        act,
+        derivative: record && act != Activation::Identity,
+        pre_activation: false,
+    };
+    let Fresh {
+        c: y,
+        derivative: dact,
+        ..
+    } = if batch * d * c == 0 {
+        Fresh {
+            derivative: epilogue.derivative.then(Vec::new),
+            ..Fresh::default()
+        }
+    } else {
+        gemm_batched_fresh_with(
             Backend::Auto,
             batch,
             1.0,
@@ -117,12 +126,9 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
             0,
             MatRef::row_major(xc.as_slice().expect("contiguous"), s, c)?,
             s * c,
-            0.0,
-            MatMut::row_major(&mut y, d, c)?,
-            d * c,
             epilogue,
-        )?;
-    }
+        )?
+    };
     let y = Tensor::from_vec(y, &shape)?;
     if !record {
         return Ok(Var::constant(y));

@@ -11,7 +11,7 @@
 //! `dW = dZᵀ·X` (one GEMM over all rows, K = rows) and `db = Σ_rows dZ`.
 //! Transposes are strides, never copies.
 
-use allmlp_tensor_core::gemm::{Bias, Epilogue, MatMut, MatRef, gemm, gemm_fused};
+use allmlp_tensor_core::gemm::{Bias, Fresh, FreshEpilogue, MatRef, gemm_fresh};
 use allmlp_tensor_core::{Tensor, TensorError};
 
 use crate::{Function, Result, Var, is_grad_enabled};
@@ -62,9 +62,8 @@ impl Function for Linear {
         let w = self.w.contiguous();
         let gm = MatRef::row_major(gs, rows, out_f)?;
         let dx = if needs[0] {
-            let mut dx = vec![0.0; rows * in_f];
             let wm = MatRef::row_major(w.as_slice().expect("contiguous"), out_f, in_f)?;
-            gemm(1.0, gm, wm, 0.0, MatMut::row_major(&mut dx, rows, in_f)?)?;
+            let dx = gemm_fresh(1.0, gm, wm, FreshEpilogue::default())?.c;
             Some(Tensor::from_vec(dx, self.x.shape())?)
         } else {
             None
@@ -72,14 +71,7 @@ impl Function for Linear {
         let dw = if needs[1] {
             let (x, _) = as_matrix(&self.x, in_f)?;
             let xm = MatRef::row_major(x.as_slice().expect("contiguous"), rows, in_f)?;
-            let mut dw = vec![0.0; out_f * in_f];
-            gemm(
-                1.0,
-                gm.t(),
-                xm,
-                0.0,
-                MatMut::row_major(&mut dw, out_f, in_f)?,
-            )?;
+            let dw = gemm_fresh(1.0, gm.t(), xm, FreshEpilogue::default())?.c;
             Some(Tensor::from_vec(dw, &[out_f, in_f])?)
         } else {
             None
@@ -134,25 +126,25 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
         b.expect_shape(OP, &[out_f])?;
     }
     let (xm, rows) = as_matrix(&xv, in_f)?;
-    let mut y = vec![0.0; rows * out_f];
     let record = records(&[Some(x), Some(weight), bias]);
-    let mut d = (record && act != Activation::Identity).then(|| vec![0.0; rows * out_f]);
     let wc = w.contiguous();
-    let epilogue = Epilogue {
+    let epilogue = FreshEpilogue {
         bias: match &bv {
             Some(b) => Bias::PerColumn(b.as_slice().expect("contiguous")),
             None => Bias::None,
         },
         act,
-        derivative: d.as_deref_mut(),
-        pre_activation: None,
+        derivative: record && act != Activation::Identity,
+        pre_activation: false,
     };
-    gemm_fused(
+    let Fresh {
+        c: y,
+        derivative: d,
+        ..
+    } = gemm_fresh(
         1.0,
         MatRef::row_major(xm.as_slice().expect("contiguous"), rows, in_f)?,
         MatRef::row_major(wc.as_slice().expect("contiguous"), out_f, in_f)?.t(),
-        0.0,
-        MatMut::row_major(&mut y, rows, out_f)?,
         epilogue,
     )?;
     let mut shape = xv.shape().to_vec();

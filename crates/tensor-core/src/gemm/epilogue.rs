@@ -18,6 +18,8 @@
 use crate::elementwise::{
     Isa, gelu, gelu_grad, gelu_tanh, gelu_tanh_grad, gelu_tanh_with_grad, gelu_with_grad, isa, relu,
 };
+use std::mem::MaybeUninit;
+
 use crate::{Result, TensorError};
 
 use super::MatMut;
@@ -239,10 +241,19 @@ pub(crate) enum RowBias<'a> {
 }
 
 /// The extra outputs of one row (or tile row): pre-activation and derivative,
-/// each as long as the row when present.
+/// each as long as the row when present. Write-only slots: they may be
+/// uninitialised memory (a fresh product's, [`super::gemm_fresh`]), and every
+/// slot is written.
 pub(crate) struct Extra<'a> {
-    pub pre: Option<&'a mut [f32]>,
-    pub deriv: Option<&'a mut [f32]>,
+    pub pre: Option<&'a mut [MaybeUninit<f32>]>,
+    pub deriv: Option<&'a mut [MaybeUninit<f32>]>,
+}
+
+/// An initialised slice as write-only slots for [`Extra`].
+pub(crate) fn slots(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; `Extra`'s slots are only
+    // ever written, with initialised values, so `s` stays initialised.
+    unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// `c[j] = act(c[j] + bias_j)` on a contiguous row, storing `c[j] + bias_j`
@@ -316,21 +327,23 @@ fn activate(c: &mut [f32], extra: Extra, f: impl Fn(f32) -> f32, fd: impl Fn(f32
             let p = &mut p[..n];
             for i in 0..n {
                 let z = c[i];
-                p[i] = z;
+                p[i] = MaybeUninit::new(z);
                 c[i] = f(z);
             }
         }
         (None, Some(d)) => {
             let d = &mut d[..n];
             for i in 0..n {
-                (c[i], d[i]) = fd(c[i]);
+                let (y, g) = fd(c[i]);
+                (c[i], d[i]) = (y, MaybeUninit::new(g));
             }
         }
         (Some(p), Some(d)) => {
             let (p, d) = (&mut p[..n], &mut d[..n]);
             for i in 0..n {
-                p[i] = c[i];
-                (c[i], d[i]) = fd(c[i]);
+                p[i] = MaybeUninit::new(c[i]);
+                let (y, g) = fd(c[i]);
+                (c[i], d[i]) = (y, MaybeUninit::new(g));
             }
         }
     }
@@ -356,11 +369,11 @@ pub(crate) fn apply(c: MatMut<'_>, mut epi: Epilogue<'_>) {
                 pre: epi
                     .pre_activation
                     .as_deref_mut()
-                    .map(|p| &mut p[i * rs..i * rs + n]),
+                    .map(|p| slots(&mut p[i * rs..i * rs + n])),
                 deriv: epi
                     .derivative
                     .as_deref_mut()
-                    .map(|d| &mut d[i * rs..i * rs + n]),
+                    .map(|d| slots(&mut d[i * rs..i * rs + n])),
             };
             finish_row(epi.act, row, extra, bias);
         }

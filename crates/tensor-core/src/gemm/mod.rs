@@ -14,6 +14,9 @@
 //! activation (GELU exact or tanh, ReLU) applied as each block of C is stored,
 //! optionally also storing the pre-activation for the backward pass.
 //!
+//! [`gemm_fresh`] and [`gemm_batched_fresh_with`] return new output buffers,
+//! written without being zero-filled first (`torch.empty` + `out=`).
+//!
 //! [`profile`] records the wall time of every product by shape, on request.
 //!
 //! ```
@@ -29,6 +32,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod epilogue;
+mod fresh;
 mod layout;
 mod portable;
 pub mod profile;
@@ -36,8 +40,11 @@ pub mod profile;
 mod tests;
 #[cfg(test)]
 mod tests_epilogue;
+#[cfg(test)]
+mod tests_fresh;
 
 pub use epilogue::{Activation, Bias, Epilogue};
+pub use fresh::{Fresh, FreshEpilogue, gemm_batched_fresh_with, gemm_fresh};
 pub use layout::{MatMut, MatRef};
 
 use rayon::prelude::*;
@@ -258,12 +265,11 @@ fn run(
         profile::Layout::of((a.rs, a.cs), (b.rs, b.cs)),
         epi.act,
     );
-    check_dims(op, &a, &b, &c)?;
+    check_dims(op, &a, &b, (c.rows, c.cols))?;
     if batch == 0 {
         return Ok(());
     }
-    a.check_batch(op, "A", batch, a_stride)?;
-    b.check_batch(op, "B", batch, b_stride)?;
+    check_batches(op, batch, (&a, a_stride), (&b, b_stride))?;
     c.check_batch(op, batch, c_stride)?;
     let (m, k, n) = (c.rows, a.cols, c.cols);
     let extent = c.extent();
@@ -277,56 +283,63 @@ fn run(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if batch == 1 {
-        if work(1, m, k, n) < PARALLEL_MIN_WORK {
-            // Not worth a trip to the pool: the same kernel, same bits, here.
-            kernel.serial(alpha, a, b, beta, c, epi);
-        } else {
-            threads::install(|| kernel.parallel(alpha, a, b, beta, c, epi));
-        }
-        return Ok(());
-    }
-    let (ars, acs, brs, bcs, crs, ccs) = (a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
-    let (adata, bdata) = (a.data, b.data);
-    let epis = epi.split(batch, c_stride, extent);
-    let item = |i: usize, chunk: &mut [f32]| {
-        let len = extent.min(chunk.len());
-        let ai = MatRef::new_unchecked(tail(adata, i * a_stride), m, k, ars, acs);
-        let bi = MatRef::new_unchecked(tail(bdata, i * b_stride), k, n, brs, bcs);
-        (ai, bi, len)
-    };
-    if work(batch, m, k, n) < PARALLEL_MIN_WORK {
-        let chunks = c.data.chunks_mut(c_stride).take(batch);
-        for (i, (chunk, e)) in chunks.zip(epis).enumerate() {
-            let (ai, bi, len) = item(i, chunk);
-            let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-            kernel.serial(alpha, ai, bi, beta, ci, e);
-        }
-        return Ok(());
-    }
-    threads::install(|| {
-        if batch < 2 * rayon::current_num_threads() {
-            // Too few products to share out: parallelise inside each one.
-            let chunks = c.data.chunks_mut(c_stride).take(batch);
-            for (i, (chunk, e)) in chunks.zip(epis).enumerate() {
-                let (ai, bi, len) = item(i, chunk);
-                let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-                kernel.parallel(alpha, ai, bi, beta, ci, e);
-            }
-            return;
-        }
+    let items: Vec<_> = if batch == 1 {
+        vec![(a, b, c, epi)]
+    } else {
+        let (ars, acs, brs, bcs, crs, ccs) = (a.rs, a.cs, b.rs, b.cs, c.rs, c.cs);
+        let epis = epi.split(batch, c_stride, extent);
         c.data
-            .par_chunks_mut(c_stride)
+            .chunks_mut(c_stride)
             .take(batch)
             .zip(epis)
             .enumerate()
-            .for_each(|(i, (chunk, e))| {
-                let (ai, bi, len) = item(i, chunk);
+            .map(|(i, (chunk, e))| {
+                let len = extent.min(chunk.len());
+                let ai = MatRef::new_unchecked(tail(a.data, i * a_stride), m, k, ars, acs);
+                let bi = MatRef::new_unchecked(tail(b.data, i * b_stride), k, n, brs, bcs);
                 let ci = MatMut::new_unchecked(&mut chunk[..len], m, n, crs, ccs);
-                kernel.serial(alpha, ai, bi, beta, ci, e);
-            });
+                (ai, bi, ci, e)
+            })
+            .collect()
+    };
+    dispatch(items, work(batch, m, k, n), |(ai, bi, ci, e), inside| {
+        if inside {
+            kernel.parallel(alpha, ai, bi, beta, ci, e)
+        } else {
+            kernel.serial(alpha, ai, bi, beta, ci, e)
+        }
     });
     Ok(())
+}
+
+/// Runs the products of a batch (`work` multiply-adds in all): on the calling
+/// thread when small; else on the pool, each product parallel inside
+/// (`each(item, true)`) when there are too few to share out, or whole
+/// products shared out (`each(item, false)`).
+fn dispatch<T: Send>(items: Vec<T>, work: usize, each: impl Fn(T, bool) + Sync + Send) {
+    if work < PARALLEL_MIN_WORK {
+        // Not worth a trip to the pool: the same kernel, same bits, here.
+        items.into_iter().for_each(|it| each(it, false));
+        return;
+    }
+    threads::install(|| {
+        if items.len() < 2 * rayon::current_num_threads() {
+            items.into_iter().for_each(|it| each(it, true));
+        } else {
+            items.into_par_iter().for_each(|it| each(it, false));
+        }
+    });
+}
+
+/// Checks that `batch` matrices of A and of B fit their slices.
+fn check_batches(
+    op: &'static str,
+    batch: usize,
+    (a, a_stride): (&MatRef<'_>, usize),
+    (b, b_stride): (&MatRef<'_>, usize),
+) -> Result<()> {
+    a.check_batch(op, "A", batch, a_stride)?;
+    b.check_batch(op, "B", batch, b_stride)
 }
 
 /// Products with fewer multiply-adds than this run on the calling thread.
@@ -342,15 +355,20 @@ fn tail(data: &[f32], offset: usize) -> &[f32] {
     data.get(offset..).unwrap_or(&[])
 }
 
-fn check_dims(op: &'static str, a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<()> {
-    if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+fn check_dims(
+    op: &'static str,
+    a: &MatRef<'_>,
+    b: &MatRef<'_>,
+    (c_rows, c_cols): (usize, usize),
+) -> Result<()> {
+    if a.cols != b.rows || c_rows != a.rows || c_cols != b.cols {
         return Err(TensorError::shape(
             op,
             format!(
                 "A [m, k], B [k, n], C [m, n] with A = [{}, {}] (so C = [{}, n] and B = [{}, n])",
                 a.rows, a.cols, a.rows, a.cols
             ),
-            format!("B = [{}, {}], C = [{}, {}]", b.rows, b.cols, c.rows, c.cols),
+            format!("B = [{}, {}], C = [{c_rows}, {c_cols}]", b.rows, b.cols),
         ));
     }
     Ok(())

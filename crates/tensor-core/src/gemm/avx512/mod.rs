@@ -66,6 +66,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use super::epilogue::{self, Activation, Bias, Epilogue, Extra, RowBias};
+use super::fresh::RawOut;
 use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
 use kernel::{Tile, TileBias};
 use pack::Src;
@@ -114,16 +115,11 @@ impl Avx512 {
         c: MatMut<'_>,
         epi: Epilogue<'_>,
     ) {
-        let threads = rayon::current_num_threads();
-        if threads == 1 || work(1, a.rows, a.cols, b.cols) < PARALLEL_MIN_WORK {
-            self.gemm_serial(alpha, a, b, beta, c, epi);
-            return;
-        }
         let job = Job::new(alpha, &a, &b, beta, c, epi);
         // SAFETY: `self` proves AVX-512F; the job was built from validated
-        // matrices and epilogue, with C and the pre-activation exclusively
+        // matrices and epilogue, with C and the extra outputs exclusively
         // borrowed for the call.
-        with_shared_b(|bufs| unsafe { job.run_parallel(bufs, threads) });
+        unsafe { job.run(true) }
     }
 
     /// One product on the current thread.
@@ -138,7 +134,33 @@ impl Avx512 {
     ) {
         let job = Job::new(alpha, &a, &b, beta, c, epi);
         // SAFETY: as in `gemm_parallel`.
-        with_buffers(|bufs| unsafe { job.run_serial(bufs) });
+        unsafe { job.run(false) }
+    }
+
+    /// `act(α·A·B + bias)` (β = 0, `k ≥ 1`) into the row-major `m × n`
+    /// matrices at `out`, which may be uninitialised memory: every element
+    /// of C is stored without being read, and every element of the extra
+    /// outputs is written by the epilogue (`finish` is set whenever one is
+    /// wanted). Parallel inside over the current pool when `inside`.
+    ///
+    /// # Safety
+    /// `a` and `b` are valid (validated) with `a.cols ≥ 1`, the bias matches
+    /// the `m × n` output; `out.c` (and `out.pre`, `out.deriv` unless null)
+    /// are valid for writes of `m·n` floats that nothing else accesses
+    /// during the call.
+    pub(crate) unsafe fn gemm_into(
+        self,
+        alpha: f32,
+        (a, b): (MatRef<'_>, MatRef<'_>),
+        out: RawOut,
+        bias: Bias<'_>,
+        act: Activation,
+        inside: bool,
+    ) {
+        let finish = act != Activation::Identity || !out.pre.is_null() || !out.deriv.is_null();
+        let job = Job::raw(alpha, &a, &b, 0.0, (out, b.cols, 1), bias, act, finish);
+        // SAFETY: `self` proves AVX-512F; the rest is the caller's contract.
+        unsafe { job.run(inside) }
     }
 }
 
@@ -203,9 +225,43 @@ impl Job {
         c: MatMut<'_>,
         epi: Epilogue<'_>,
     ) -> Self {
-        let (m, k, n) = (a.rows, a.cols, b.cols);
         let finish = epi.has_finish();
-        let bias = match epi.bias {
+        let out = RawOut {
+            c: c.data.as_mut_ptr(),
+            pre: epi
+                .pre_activation
+                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            deriv: epi
+                .derivative
+                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+        };
+        Job::raw(
+            alpha,
+            a,
+            b,
+            beta,
+            (out, c.rs, c.cs),
+            epi.bias,
+            epi.act,
+            finish,
+        )
+    }
+
+    /// A job writing C (and the extra outputs, laid out like C) through raw
+    /// pointers; `finish` when tiles get an activation or extra outputs.
+    #[allow(clippy::too_many_arguments)]
+    fn raw(
+        alpha: f32,
+        a: &MatRef<'_>,
+        b: &MatRef<'_>,
+        beta: f32,
+        (out, crs, ccs): (RawOut, usize, usize),
+        bias: Bias<'_>,
+        act: Activation,
+        finish: bool,
+    ) -> Self {
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let bias = match bias {
             Bias::None => TileBias::None,
             Bias::PerColumn(b) => TileBias::Col(b.as_ptr()),
             Bias::PerRow(b) => TileBias::Row(b.as_ptr()),
@@ -226,17 +282,13 @@ impl Job {
                 rs: b.rs,
                 cs: b.cs,
             },
-            c: c.data.as_mut_ptr(),
-            crs: c.rs,
-            ccs: c.cs,
+            c: out.c,
+            crs,
+            ccs,
             bias,
-            act: epi.act,
-            pre: epi
-                .pre_activation
-                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
-            deriv: epi
-                .derivative
-                .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            act,
+            pre: out.pre,
+            deriv: out.deriv,
             finish,
             kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
             // Whole panels only: packing writes full `MR`/`NR`-wide panels.
@@ -249,6 +301,22 @@ impl Job {
     /// Floats of one packed A block and one packed B block.
     fn caps(&self) -> (usize, usize) {
         (self.mc * self.kc, self.nc * self.kc)
+    }
+
+    /// The whole product, split over the current pool when `inside` and
+    /// worth it, else on this thread.
+    ///
+    /// # Safety
+    /// As for [`Job::run_serial`].
+    unsafe fn run(&self, inside: bool) {
+        let threads = rayon::current_num_threads();
+        if inside && threads > 1 && work(1, self.m, self.k, self.n) >= PARALLEL_MIN_WORK {
+            // SAFETY: forwarded contract.
+            with_shared_b(|bufs| unsafe { self.run_parallel(bufs, threads) })
+        } else {
+            // SAFETY: forwarded contract.
+            with_buffers(|bufs| unsafe { self.run_serial(bufs) })
+        }
     }
 
     /// The whole product on this thread.
@@ -514,13 +582,18 @@ impl Job {
             if t.cs == 1 {
                 // SAFETY: row `i < rows` of the tile: `cols` contiguous
                 // elements of C (and of the extra outputs), not aliased.
+                // The extra outputs may be uninitialised (a fresh product's):
+                // only slots of them, written, never read.
                 unsafe {
-                    let row = |p: *mut f32| std::slice::from_raw_parts_mut(p.add(i * t.rs), t.cols);
-                    let extra = Extra {
-                        pre: pre.map(row),
-                        deriv: deriv.map(row),
+                    let slots = |p: *mut f32| {
+                        std::slice::from_raw_parts_mut(p.add(i * t.rs).cast(), t.cols)
                     };
-                    epilogue::finish_row(self.act, row(t.c), extra, RowBias::None);
+                    let extra = Extra {
+                        pre: pre.map(slots),
+                        deriv: deriv.map(slots),
+                    };
+                    let row = std::slice::from_raw_parts_mut(t.c.add(i * t.rs), t.cols);
+                    epilogue::finish_row(self.act, row, extra, RowBias::None);
                 }
                 continue;
             }

@@ -1,0 +1,222 @@
+//! Products into new buffers: `act(α·A·B + bias)` written straight into
+//! freshly allocated memory, like `torch.empty` followed by `out=`, instead of
+//! a zero-filled `vec![0.0; m·n]` that the product then overwrites.
+//!
+//! Zero-filling is a serial `memset` on the calling thread: in a Mixer-tiny
+//! training step (batch 128) the outputs of the linear layers and their
+//! gradients are 5% of the CPU time on one thread, and the other core waits
+//! meanwhile on two. The AVX-512 kernel stores every element of C with β = 0
+//! without reading it, and its epilogue writes every element of the extra
+//! outputs, so it can write into uninitialised memory; elsewhere (the
+//! portable backend, `k = 0`) the buffers are zero-filled and the product runs
+//! as [`super::gemm_batched_with`] would, with the same values.
+//!
+//! ```
+//! use allmlp_tensor_core::gemm::{Activation, Bias, FreshEpilogue, MatRef, gemm_fresh};
+//! let x = [1.0, -2.0]; // 1×2
+//! let wt = [1.0, 0.0, 0.0, 1.0]; // Wᵀ, 2×2
+//! let epi = FreshEpilogue {
+//!     bias: Bias::PerColumn(&[0.5, 0.5]),
+//!     act: Activation::Relu,
+//!     derivative: true,
+//!     ..FreshEpilogue::default()
+//! };
+//! let out = gemm_fresh(1.0, MatRef::row_major(&x, 1, 2)?, MatRef::row_major(&wt, 2, 2)?, epi)?;
+//! assert_eq!(out.c, [1.5, 0.0]);
+//! assert_eq!(out.derivative, Some(vec![1.0, 0.0]));
+//! assert_eq!(out.pre_activation, None);
+//! # Ok::<(), allmlp_tensor_core::TensorError>(())
+//! ```
+
+use super::epilogue::{Activation, Bias, Epilogue};
+use super::{Backend, Kernel, MatMut, MatRef, check_batches, check_dims, dispatch, profile, run};
+use super::{tail, work};
+use crate::{Result, TensorError};
+
+/// What a fresh product does before storing: the bias and activation of an
+/// [`Epilogue`], and which of its extra outputs to return.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreshEpilogue<'a> {
+    /// The bias (shared by every matrix of a batch).
+    pub bias: Bias<'a>,
+    /// The activation, applied last.
+    pub act: Activation,
+    /// Also return the pre-activation `z` ([`Epilogue::pre_activation`]).
+    pub pre_activation: bool,
+    /// Also return the derivative `act′(z)` ([`Epilogue::derivative`]).
+    pub derivative: bool,
+}
+
+/// The outputs of a fresh product: `batch` row-major `m × n` matrices each,
+/// one after the other.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fresh {
+    /// `act(α·A·B + bias)`.
+    pub c: Vec<f32>,
+    /// The pre-activation, when asked for.
+    pub pre_activation: Option<Vec<f32>>,
+    /// The activation's derivative at the pre-activation, when asked for.
+    pub derivative: Option<Vec<f32>>,
+}
+
+/// Raw pointers to a product's outputs (`pre`, `deriv` null when not
+/// wanted), for the kernel that writes them without reading.
+#[derive(Clone, Copy)]
+pub(crate) struct RawOut {
+    pub c: *mut f32,
+    pub pre: *mut f32,
+    pub deriv: *mut f32,
+}
+
+// SAFETY: a `RawOut` is handed to exactly one task, which alone writes the
+// memory it points to (disjoint per batch entry, see `gemm_batched_fresh_with`).
+unsafe impl Send for RawOut {}
+
+impl RawOut {
+    /// The outputs `offset` elements further on.
+    ///
+    /// # Safety
+    /// `offset` stays inside every non-null output's allocation.
+    unsafe fn add(self, offset: usize) -> RawOut {
+        let shift = |p: *mut f32| {
+            if p.is_null() {
+                p
+            } else {
+                // SAFETY: in bounds, as the caller promises.
+                unsafe { p.add(offset) }
+            }
+        };
+        RawOut {
+            c: shift(self.c),
+            pre: shift(self.pre),
+            deriv: shift(self.deriv),
+        }
+    }
+}
+
+/// `act(α·A·B + bias)` as a new row-major `m × n` matrix (with the extra
+/// outputs asked for), on the kernel thread pool.
+pub fn gemm_fresh(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    epilogue: FreshEpilogue<'_>,
+) -> Result<Fresh> {
+    gemm_batched_fresh_with(Backend::Auto, 1, alpha, a, 0, b, 0, epilogue)
+}
+
+/// `C[i] = act(α·A[i]·B[i] + bias)` for `i < batch` as new row-major
+/// `m × n` matrices, one after the other; A and B as in
+/// [`super::gemm_batched`] (a stride of 0 shares one matrix).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_fresh_with(
+    backend: Backend,
+    batch: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    a_stride: usize,
+    b: MatRef<'_>,
+    b_stride: usize,
+    epilogue: FreshEpilogue<'_>,
+) -> Result<Fresh> {
+    const OP: &str = "gemm_fresh";
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    check_dims(OP, &a, &b, (m, n))?;
+    let len = batch
+        .checked_mul(m)
+        .and_then(|x| x.checked_mul(n))
+        .ok_or_else(|| TensorError::Overflow {
+            op: OP,
+            what: format!("{batch} outputs of {m}×{n}"),
+        })?;
+    let kernel = Kernel::select(OP, backend)?;
+    #[cfg(target_arch = "x86_64")]
+    if let Kernel::Avx512(native) = kernel
+        && len > 0
+        && k > 0
+    {
+        let _timer = profile::Timer::start(
+            OP,
+            batch,
+            (m, k, n),
+            profile::Layout::of((a.rs, a.cs), (b.rs, b.cs)),
+            epilogue.act,
+        );
+        check_batches(OP, batch, (&a, a_stride), (&b, b_stride))?;
+        let plain = Epilogue {
+            bias: epilogue.bias,
+            act: epilogue.act,
+            ..Epilogue::default()
+        };
+        plain.check(OP, m, n, len)?;
+        let mut c = Vec::with_capacity(len);
+        let mut pre = epilogue.pre_activation.then(|| Vec::with_capacity(len));
+        let mut deriv = epilogue.derivative.then(|| Vec::with_capacity(len));
+        let ptr =
+            |v: &mut Option<Vec<f32>>| v.as_mut().map_or(std::ptr::null_mut(), Vec::as_mut_ptr);
+        let out = RawOut {
+            c: c.as_mut_ptr(),
+            pre: ptr(&mut pre),
+            deriv: ptr(&mut deriv),
+        };
+        let items: Vec<_> = (0..batch)
+            .map(|i| {
+                let ai = MatRef::new_unchecked(tail(a.data, i * a_stride), m, k, a.rs, a.cs);
+                let bi = MatRef::new_unchecked(tail(b.data, i * b_stride), k, n, b.rs, b.cs);
+                // SAFETY: `i·m·n < len`, inside every output's capacity.
+                (ai, bi, unsafe { out.add(i * m * n) })
+            })
+            .collect();
+        let (bias, act) = (epilogue.bias, epilogue.act);
+        dispatch(items, work(batch, m, k, n), |(ai, bi, o), inside| {
+            // SAFETY: A and B validated for the batch, `k ≥ 1`, the bias
+            // checked; each item writes its own `m·n` floats of the outputs'
+            // capacity, which nothing else touches until they are returned.
+            unsafe { native.gemm_into(alpha, (ai, bi), o, bias, act, inside) }
+        });
+        let set = |v: &mut Vec<f32>| {
+            // SAFETY: the kernel wrote every one of the `len` floats (C's
+            // tiles are stored whole with β = 0, the extra outputs by the
+            // epilogue of every tile: `Avx512::gemm_into`).
+            unsafe { v.set_len(len) }
+        };
+        set(&mut c);
+        pre.iter_mut().for_each(set);
+        deriv.iter_mut().for_each(set);
+        return Ok(Fresh {
+            c,
+            pre_activation: pre,
+            derivative: deriv,
+        });
+    }
+    let _ = kernel;
+    // Zero-filled buffers through the general entry point.
+    let mut c = vec![0.0; len];
+    let mut pre = epilogue.pre_activation.then(|| vec![0.0; len]);
+    let mut deriv = epilogue.derivative.then(|| vec![0.0; len]);
+    if batch > 0 {
+        let epi = Epilogue {
+            bias: epilogue.bias,
+            act: epilogue.act,
+            pre_activation: pre.as_deref_mut(),
+            derivative: deriv.as_deref_mut(),
+        };
+        let c_mat = MatMut::row_major(&mut c, m, n)?;
+        run(
+            OP,
+            backend,
+            batch,
+            alpha,
+            (a, a_stride),
+            (b, b_stride),
+            0.0,
+            (c_mat, m * n),
+            epi,
+        )?;
+    }
+    Ok(Fresh {
+        c,
+        pre_activation: pre,
+        derivative: deriv,
+    })
+}

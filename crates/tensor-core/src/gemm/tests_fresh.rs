@@ -1,0 +1,190 @@
+//! Fresh products ([`gemm_batched_fresh_with`]) against the general entry
+//! point writing into zero-filled buffers: the same bits on every backend,
+//! for single and batched products, every epilogue output, transposed
+//! operands, several k blocks, and sizes that run on the pool.
+
+use super::tests::{backends, operand, randv};
+use super::*;
+use crate::Rng;
+
+/// One fresh product against `gemm_batched_with` into zeroed buffers.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    rng: &mut Rng,
+    batch: usize,
+    (m, k, n): (usize, usize, usize),
+    (ta, tb): (bool, bool),
+    shared_a: bool,
+    row_bias: bool,
+    act: Activation,
+    (pre, deriv): (bool, bool),
+) {
+    let (a1, ars, acs) = operand(rng, m, k, ta);
+    let a_stride = if shared_a { 0 } else { m * k };
+    let av = if shared_a {
+        a1
+    } else {
+        randv(rng, batch.max(1) * m * k)
+    };
+    let (b1, brs, bcs) = operand(rng, k, n, tb);
+    let bv: Vec<f32> = (0..batch.max(1)).flat_map(|_| b1.iter().copied()).collect();
+    let bv: Vec<f32> = bv
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x + i as f32 * 1e-3)
+        .collect();
+    let bias_v = randv(rng, if row_bias { m } else { n });
+    let bias = match (row_bias, rng.next_f64() < 0.2) {
+        (_, true) => Bias::None,
+        (true, false) => Bias::PerRow(&bias_v),
+        (false, false) => Bias::PerColumn(&bias_v),
+    };
+    let a = MatRef::new(&av, m, k, ars, acs).unwrap();
+    let b = MatRef::new(&bv, k, n, brs, bcs).unwrap();
+    for backend in backends() {
+        let len = batch * m * n;
+        // The general entry point needs room for one C even when batch = 0.
+        let room = len.max(m * n);
+        let (mut c, mut z, mut d) = (vec![0.0; room], vec![0.0; room], vec![0.0; room]);
+        let epi = Epilogue {
+            bias,
+            act,
+            pre_activation: pre.then_some(&mut z[..]),
+            derivative: deriv.then_some(&mut d[..]),
+        };
+        let cm = MatMut::row_major(&mut c, m, n).unwrap();
+        gemm_batched_with(
+            backend,
+            batch,
+            1.5,
+            a,
+            a_stride,
+            b,
+            k * n,
+            0.0,
+            cm,
+            m * n,
+            epi,
+        )
+        .unwrap();
+        let fe = FreshEpilogue {
+            bias,
+            act,
+            pre_activation: pre,
+            derivative: deriv,
+        };
+        let got = gemm_batched_fresh_with(backend, batch, 1.5, a, a_stride, b, k * n, fe).unwrap();
+        let what = format!("{backend:?} batch {batch} {m}×{k}×{n} t{ta}{tb} {act:?} {pre} {deriv}");
+        let bits = |v: &[f32]| v[..len].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.c), bits(&c), "C of {what}");
+        assert_eq!(
+            got.pre_activation.map(|v| bits(&v)),
+            pre.then(|| bits(&z)),
+            "z of {what}"
+        );
+        assert_eq!(
+            got.derivative.map(|v| bits(&v)),
+            deriv.then(|| bits(&d)),
+            "d of {what}"
+        );
+    }
+}
+
+#[test]
+fn fresh_products_equal_products_into_zeroed_buffers() {
+    let mut rng = Rng::new(21);
+    let acts = [
+        Activation::Identity,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Relu,
+    ];
+    let shapes = [
+        (1, (3, 4, 5)),
+        (1, (70, 600, 33)),   // two k blocks
+        (1, (300, 130, 200)), // on the pool
+        (7, (15, 9, 40)),     // small batch, serial
+        (16, (64, 49, 128)),  // token mixing: shared weight, shared out
+        (3, (200, 100, 90)),  // few big products: parallel inside each
+        (2, (5, 0, 6)),       // k = 0: zeros, then bias and activation
+        (4, (0, 3, 6)),
+        (0, (4, 3, 6)),
+    ];
+    for (i, &(batch, mkn)) in shapes.iter().enumerate() {
+        let act = acts[i % acts.len()];
+        let trans = (i % 3 == 1, i % 2 == 1);
+        let extra = [(false, false), (true, false), (false, true), (true, true)][i % 4];
+        check(
+            &mut rng,
+            batch,
+            mkn,
+            trans,
+            i % 2 == 0,
+            i % 3 == 0,
+            act,
+            extra,
+        );
+        check(
+            &mut rng,
+            batch,
+            mkn,
+            (false, false),
+            true,
+            false,
+            Activation::Gelu,
+            (false, true),
+        );
+    }
+}
+
+/// Fresh buffers reuse freed memory: garbage there (NaN) must never reach the
+/// outputs, which the kernel writes without reading.
+#[test]
+fn fresh_outputs_never_read_stale_memory() {
+    let mut rng = Rng::new(22);
+    let (m, k, n) = (257, 49, 512);
+    let (av, bv) = (randv(&mut rng, m * k), randv(&mut rng, k * n));
+    let bias = randv(&mut rng, n);
+    let a = MatRef::row_major(&av, m, k).unwrap();
+    let b = MatRef::row_major(&bv, k, n).unwrap();
+    let epi = FreshEpilogue {
+        bias: Bias::PerColumn(&bias),
+        act: Activation::Gelu,
+        pre_activation: true,
+        derivative: true,
+    };
+    let want = gemm_fresh(1.0, a, b, epi).unwrap();
+    for _ in 0..4 {
+        drop(vec![f32::NAN; m * n]);
+        let stale: Vec<Vec<f32>> = (0..3).map(|_| vec![f32::NAN; m * n]).collect();
+        drop(stale);
+        let got = gemm_fresh(1.0, a, b, epi).unwrap();
+        assert_eq!(got, want);
+        assert!(
+            got.c
+                .iter()
+                .chain(got.derivative.as_ref().unwrap())
+                .all(|x| x.is_finite())
+        );
+    }
+}
+
+#[test]
+fn bad_fresh_products_are_errors() {
+    let v = vec![1.0; 64];
+    let a = MatRef::row_major(&v, 2, 3).unwrap();
+    let b = MatRef::row_major(&v, 4, 5).unwrap();
+    let e = gemm_fresh(1.0, a, b, FreshEpilogue::default()).unwrap_err();
+    assert!(e.to_string().contains("A = [2, 3]"), "{e}");
+    let b = MatRef::row_major(&v, 3, 5).unwrap();
+    let short = FreshEpilogue {
+        bias: Bias::PerColumn(&v[..4]),
+        ..FreshEpilogue::default()
+    };
+    let e = gemm_fresh(1.0, a, b, short).unwrap_err();
+    assert!(e.to_string().contains("per-column bias of n = 5"), "{e}");
+    // Five B matrices 15 apart need 75 floats; there are 64.
+    let e = gemm_batched_fresh_with(Backend::Auto, 5, 1.0, a, 0, b, 15, FreshEpilogue::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("75"), "{e}");
+}
