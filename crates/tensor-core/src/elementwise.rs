@@ -6,10 +6,13 @@
 //! `½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`. Each element is computed
 //! independently, so results never depend on the thread count.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use crate::error::fmt_shape;
+use crate::fill::filled;
 use crate::shape_ops::broadcast_shapes;
 use crate::{Result, Tensor, TensorError, fast_math, threads};
 
@@ -51,14 +54,21 @@ macro_rules! loops {
     ($map:ident, $zip:ident $(, $feat:literal)?) => {
         $(#[target_feature(enable = $feat)])?
         #[allow(unused_unsafe)]
-        unsafe fn $map<F: Fn(f32) -> f32>(o: &mut [f32], x: &[f32], f: &F) {
-            o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x));
+        unsafe fn $map<F: Fn(f32) -> f32>(o: &mut [MaybeUninit<f32>], x: &[f32], f: &F) {
+            o.iter_mut().zip(x).for_each(|(o, &x)| *o = MaybeUninit::new(f(x)));
         }
 
         $(#[target_feature(enable = $feat)])?
         #[allow(unused_unsafe)]
-        unsafe fn $zip<F: Fn(f32, f32) -> f32>(o: &mut [f32], a: &[f32], b: &[f32], f: &F) {
-            o.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&a, &b))| *o = f(a, b));
+        unsafe fn $zip<F: Fn(f32, f32) -> f32>(
+            o: &mut [MaybeUninit<f32>],
+            a: &[f32],
+            b: &[f32],
+            f: &F,
+        ) {
+            o.iter_mut()
+                .zip(a.iter().zip(b))
+                .for_each(|(o, (&a, &b))| *o = MaybeUninit::new(f(a, b)));
         }
     };
 }
@@ -73,7 +83,7 @@ loops!(
 #[cfg(target_arch = "x86_64")]
 loops!(map_avx2, zip_avx2, "avx2,fma");
 
-fn map_chunk<F: Fn(f32) -> f32>(o: &mut [f32], x: &[f32], f: &F) {
+fn map_chunk<F: Fn(f32) -> f32>(o: &mut [MaybeUninit<f32>], x: &[f32], f: &F) {
     match isa() {
         // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
@@ -86,7 +96,7 @@ fn map_chunk<F: Fn(f32) -> f32>(o: &mut [f32], x: &[f32], f: &F) {
     }
 }
 
-fn zip_chunk<F: Fn(f32, f32) -> f32>(o: &mut [f32], a: &[f32], b: &[f32], f: &F) {
+fn zip_chunk<F: Fn(f32, f32) -> f32>(o: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32], f: &F) {
     match isa() {
         // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
@@ -101,32 +111,32 @@ fn zip_chunk<F: Fn(f32, f32) -> f32>(o: &mut [f32], a: &[f32], b: &[f32], f: &F)
 
 /// Applies `f` to each element of a contiguous slice into a new vector, in parallel chunks.
 pub(crate) fn map_slice(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; xs.len()];
-    if xs.len() <= CHUNK {
-        map_chunk(&mut out, xs, &f);
-    } else {
-        threads::install(|| {
-            out.par_chunks_mut(CHUNK)
-                .zip(xs.par_chunks(CHUNK))
-                .for_each(|(o, x)| map_chunk(o, x, &f))
-        });
-    }
-    out
+    filled(xs.len(), |out| {
+        if xs.len() <= CHUNK {
+            map_chunk(out, xs, &f);
+        } else {
+            threads::install(|| {
+                out.par_chunks_mut(CHUNK)
+                    .zip(xs.par_chunks(CHUNK))
+                    .for_each(|(o, x)| map_chunk(o, x, &f))
+            });
+        }
+    })
 }
 
 /// Combines two same-length slices elementwise into a new vector, in parallel chunks.
 pub(crate) fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; a.len()];
-    if a.len() <= CHUNK {
-        zip_chunk(&mut out, a, b, &f);
-    } else {
-        threads::install(|| {
-            out.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-                .for_each(|(o, (a, b))| zip_chunk(o, a, b, &f))
-        });
-    }
-    out
+    filled(a.len().min(b.len()), |out| {
+        if a.len() <= CHUNK {
+            zip_chunk(out, a, b, &f);
+        } else {
+            threads::install(|| {
+                out.par_chunks_mut(CHUNK)
+                    .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                    .for_each(|(o, (a, b))| zip_chunk(o, a, b, &f))
+            });
+        }
+    })
 }
 
 impl Tensor {

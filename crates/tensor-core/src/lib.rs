@@ -5,6 +5,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod error;
 mod fast_math;
+mod fill;
 pub mod gemm;
 pub mod loss;
 pub mod matmul;

@@ -3,10 +3,13 @@
 //! `y = (x − mean) · rstd · weight + bias` per row of `C` elements, with
 //! `rstd = 1/sqrt(var + eps)` and the biased variance, as PyTorch.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::{PAR_MIN_ELEMS, centered_sums, check_eps, param_vec, shifted_sums};
 use crate::error::fmt_shape;
+use crate::fill::filled;
 use crate::threads::install;
 use crate::{Result, Tensor, TensorError};
 
@@ -84,10 +87,13 @@ pub fn layer_norm(
     let xs = x.as_slice().expect("contiguous");
     let eps = eps as f64;
 
-    let mut y = vec![0f32; rows * c];
     let mut mean = vec![0f32; rows];
     let mut rstd = vec![0f32; rows];
-    let row = |(r, ((yr, m), s)): (usize, ((&mut [f32], &mut f32), &mut f32))| {
+    type Row<'a> = (
+        usize,
+        ((&'a mut [MaybeUninit<f32>], &'a mut f32), &'a mut f32),
+    );
+    let row = |(r, ((yr, m), s)): Row| {
         let xr = &xs[r * c..(r + 1) * c];
         let k = xr[0] as f64;
         let (s1, s2) = shifted_sums(xr, k);
@@ -99,26 +105,29 @@ pub fn layer_norm(
         *m = mu as f32;
         *s = rs as f32;
         for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(&w).zip(&b) {
-            *o = ((v as f64 - mu) * rs) as f32 * wi + bi;
+            o.write(((v as f64 - mu) * rs) as f32 * wi + bi);
         }
     };
-    if rows * c < PAR_MIN_ELEMS {
-        y.chunks_mut(c)
-            .zip(mean.iter_mut())
-            .zip(rstd.iter_mut())
-            .enumerate()
-            .for_each(row);
-    } else {
-        let min_rows = (PAR_MIN_ELEMS / 8 / c).max(1);
-        install(|| {
-            y.par_chunks_mut(c)
-                .zip(mean.par_iter_mut())
-                .zip(rstd.par_iter_mut())
+    // Every row of y written once (`c ≥ 1`: `rows_cols` refuses empty rows).
+    let y = filled(rows * c, |y| {
+        if rows * c < PAR_MIN_ELEMS {
+            y.chunks_mut(c)
+                .zip(mean.iter_mut())
+                .zip(rstd.iter_mut())
                 .enumerate()
-                .with_min_len(min_rows)
-                .for_each(row)
-        });
-    }
+                .for_each(row);
+        } else {
+            let min_rows = (PAR_MIN_ELEMS / 8 / c).max(1);
+            install(|| {
+                y.par_chunks_mut(c)
+                    .zip(mean.par_iter_mut())
+                    .zip(rstd.par_iter_mut())
+                    .enumerate()
+                    .with_min_len(min_rows)
+                    .for_each(row)
+            });
+        }
+    });
     let lead = &x.shape()[..x.ndim() - 1];
     Ok(LayerNormOutput {
         y: Tensor::from_vec(y, x.shape())?,
@@ -177,11 +186,10 @@ pub fn layer_norm_backward(
     let xs = x.as_slice().expect("contiguous");
     let dys = dy.as_slice().expect("contiguous");
 
-    let mut dx = vec![0f32; rows * c];
     let rpc = rows_per_chunk(rows);
     // Each chunk of rows writes its dx rows and returns its partial
     // [dweight (C) | dbias (C)] in f64.
-    let chunk = |(ci, dxc): (usize, &mut [f32])| -> Vec<f64> {
+    let chunk = |(ci, dxc): (usize, &mut [MaybeUninit<f32>])| -> Vec<f64> {
         let mut part = vec![0f64; 2 * c];
         let (pw, pb) = part.split_at_mut(c);
         for (j, dxr) in dxc.chunks_mut(c).enumerate() {
@@ -201,18 +209,22 @@ pub fn layer_norm_backward(
             for ((((o, &xv), &d), &wv), (pwi, pbi)) in it {
                 let xhat = (xv as f64 - mu) * rs;
                 let d = d as f64;
-                *o = (rs * (d * wv as f64 - mg - xhat * mgx)) as f32;
+                o.write((rs * (d * wv as f64 - mg - xhat * mgx)) as f32);
                 *pwi += d * xhat;
                 *pbi += d;
             }
         }
         part
     };
-    let parts: Vec<Vec<f64>> = if rows * c < PAR_MIN_ELEMS {
-        dx.chunks_mut(rpc * c).enumerate().map(chunk).collect()
-    } else {
-        install(|| dx.par_chunks_mut(rpc * c).enumerate().map(chunk).collect())
-    };
+    let mut parts: Vec<Vec<f64>> = Vec::new();
+    // Every row of dx written once, by its chunk.
+    let dx = filled(rows * c, |dx| {
+        parts = if rows * c < PAR_MIN_ELEMS {
+            dx.chunks_mut(rpc * c).enumerate().map(chunk).collect()
+        } else {
+            install(|| dx.par_chunks_mut(rpc * c).enumerate().map(chunk).collect())
+        };
+    });
     let mut total = vec![0f64; 2 * c];
     for p in &parts {
         for (t, v) in total.iter_mut().zip(p) {
