@@ -92,8 +92,9 @@ fn reduce_rows<T: Send + Copy + Default>(
 /// `mid` kept (either reduced part may be absent). `None` for other patterns.
 ///
 /// Row sums over `inner` (contiguous), then column sums over `outer`, both in
-/// f64 and in index order, split over fixed blocks of `mid`: exact to f32
-/// rounding and independent of the thread count.
+/// f64 and in index order, split over fixed blocks of `mid` (or of `outer`
+/// when `mid` is small): exact to f32 rounding and independent of the
+/// thread count.
 fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
     let data = t.as_slice()?;
     let shape = t.shape();
@@ -119,11 +120,12 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
             _ => return None,
         }
     }
-    // Columns `j0..j0+acc.len()`: for each outer index (ascending) add the
-    // row sums over `inner`; rows are read contiguously, and each column's
-    // accumulation order is fixed, so the split into blocks changes nothing.
-    let block = |j0: usize, acc: &mut [f64]| {
-        for o in 0..outer {
+    // Columns `j0..j0+acc.len()`: for each outer index in `outers`
+    // (ascending) add the row sums over `inner`; rows are read contiguously,
+    // and each column's accumulation order is fixed, so the split into
+    // blocks changes nothing.
+    let block = |outers: std::ops::Range<usize>, j0: usize, acc: &mut [f64]| {
+        for o in outers {
             let base = (o * mid + j0) * inner;
             if inner == 1 {
                 let row = &data[base..base + acc.len()];
@@ -136,15 +138,34 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
         }
     };
     const COLS: usize = 256;
+    const PAR_MIN: usize = 1 << 15;
     let mut out = vec![0f64; mid];
-    if data.len() > 1 << 15 && mid > COLS {
+    if data.len() > PAR_MIN && mid > COLS {
         threads::install(|| {
             out.par_chunks_mut(COLS)
                 .enumerate()
-                .for_each(|(b, acc)| block(b * COLS, acc))
+                .for_each(|(b, acc)| block(0..outer, b * COLS, acc))
         });
+    } else if data.len() > PAR_MIN && outer > 1 {
+        // Few columns (a bias gradient of 128 features): partial sums over
+        // fixed runs of outer indices (set by the shape alone, so the same
+        // bits on any thread count), added in order.
+        let run = PAR_MIN.div_ceil(mid * inner);
+        let parts: Vec<Vec<f64>> = threads::install(|| {
+            (0..outer.div_ceil(run))
+                .into_par_iter()
+                .map(|r| {
+                    let mut acc = vec![0f64; mid];
+                    block(r * run..outer.min((r + 1) * run), 0, &mut acc);
+                    acc
+                })
+                .collect()
+        });
+        for part in parts {
+            out.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+        }
     } else {
-        block(0, &mut out);
+        block(0..outer, 0, &mut out);
     }
     Some(out)
 }
@@ -495,6 +516,28 @@ mod tests {
         crate::set_num_threads(2).unwrap();
         assert_eq!(one, big.sum(&[0], false).unwrap());
         assert_close(&one, &naive(&big, 0, |c| c.iter().sum()));
+        // Few kept columns: runs of outer indices summed in parallel.
+        let narrow = Tensor::randn(&[700, 96], 0.0, 1.0, 23).unwrap();
+        let deep = Tensor::randn(&[40, 6, 300], 0.0, 1.0, 24).unwrap();
+        let mut by_threads = Vec::new();
+        for threads in [1, 2, 3] {
+            crate::set_num_threads(threads).unwrap();
+            let sums = [narrow.sum(&[0], false), deep.sum(&[0, 2], false)];
+            by_threads.push(sums.map(Result::unwrap));
+        }
+        crate::set_num_threads(2).unwrap();
+        assert!(by_threads.iter().all(|s| *s == by_threads[0]));
+        assert_close(&by_threads[0][0], &naive(&narrow, 0, |c| c.iter().sum()));
+        let want: Vec<f64> = (0..6)
+            .map(|j| {
+                let at = |i: usize, k: usize| deep.get(&[i, j, k]).unwrap() as f64;
+                (0..40)
+                    .flat_map(|i| (0..300).map(move |k| (i, k)))
+                    .map(|(i, k)| at(i, k))
+                    .sum()
+            })
+            .collect();
+        assert_close(&by_threads[0][1], &want);
     }
 
     #[test]
