@@ -321,7 +321,8 @@ fn thread_count_does_not_change_bits() {
     let mut rng = Rng::new(4);
     let shapes = [
         (300, 600, 200, false),
-        (128, 1300, 130, true),
+        (128, 1300, 130, true), // one part per thread, by columns
+        (250, 1100, 40, true),  // ... by rows
         (20, 300, 900, true),
         (257, 49, 64, false),
     ];

@@ -90,8 +90,8 @@ const DIRECT_MAX_N: usize = 256;
 /// would all fall into one L1 set.
 const DIRECT_BAD_STRIDE: usize = 1024;
 /// Products with more than one k block and fewer row blocks than this many
-/// per thread are split by columns ([`Job::run_column_parts`]).
-const COLUMN_PARTS_MAX_ROW_BLOCKS: usize = 4;
+/// per thread are split into one part per thread ([`Job::run_parts`]).
+const PARTS_MAX_ROW_BLOCKS: usize = 4;
 
 /// Proof that the CPU supports AVX-512F: the only way to reach the kernels.
 #[derive(Clone, Copy, Debug)]
@@ -335,19 +335,25 @@ impl Job {
             unsafe { scale(m, n, self.beta, self.c, self.crs, self.ccs) };
             return;
         }
-        // SAFETY: forwarded contract; all of C's columns.
-        unsafe { self.run_columns(bufs, 0, n) }
+        // SAFETY: forwarded contract; all of C.
+        unsafe { self.run_part(bufs, (0, m), (0, n)) }
     }
 
-    /// Columns `j0 .. j1` of the product (`j0` a multiple of `NR`, `j1 ≤ n`),
-    /// all of k, on this thread, with its own packing buffers.
+    /// Rows `i0 .. i1` and columns `j0 .. j1` of the product (`i0` a multiple
+    /// of `MR`, `j0` of `NR`, `i1 ≤ m`, `j1 ≤ n`), all of k, on this thread,
+    /// with its own packing buffers.
     ///
     /// # Safety
     /// As for [`Job::run_serial`], with `m, n, k > 0`; nobody else accesses
-    /// these columns of C meanwhile.
+    /// this part of C meanwhile.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn run_columns(&self, bufs: &mut Buffers, j0: usize, j1: usize) {
-        let (m, k) = (self.m, self.k);
+    unsafe fn run_part(
+        &self,
+        bufs: &mut Buffers,
+        (i0, i1): (usize, usize),
+        (j0, j1): (usize, usize),
+    ) {
+        let k = self.k;
         let (acap, bcap) = self.caps();
         let abuf = grow(&mut bufs.a, acap);
         let bbuf = grow(&mut bufs.b, bcap);
@@ -357,8 +363,8 @@ impl Job {
                 let kc = self.kc.min(k - pc);
                 // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
                 unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
-                for ic in (0..m).step_by(self.mc) {
-                    let mc = self.mc.min(m - ic);
+                for ic in (i0..i1).step_by(self.mc) {
+                    let mc = self.mc.min(i1 - ic);
                     // SAFETY: the block is inside A and C; B is packed.
                     unsafe { self.block(abuf, acap, bbuf, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
                 }
@@ -368,8 +374,8 @@ impl Job {
 
     /// The product split into tasks of `MC` rows (and, when those are too
     /// few to keep `threads` busy, of column panels), scheduled by rayon; or,
-    /// for few rows and a long k (a weight gradient `Xᵀ·dY`), into one column
-    /// range per thread ([`Job::run_column_parts`]).
+    /// for few row blocks and a long k (a weight gradient `Xᵀ·dY`), into one
+    /// row or column range per thread ([`Job::run_parts`]).
     ///
     /// # Safety
     /// As for [`Job::run_serial`].
@@ -380,9 +386,14 @@ impl Job {
             return unsafe { self.run_serial(bufs) };
         }
         let row_blocks = m.div_ceil(self.mc);
-        if k > self.kc && row_blocks < COLUMN_PARTS_MAX_ROW_BLOCKS * threads && n >= threads * NR {
-            // SAFETY: forwarded contract.
-            return unsafe { self.run_column_parts(threads) };
+        if k > self.kc && row_blocks < PARTS_MAX_ROW_BLOCKS * threads {
+            // Each part packs the operand the parts share again: cut the
+            // product along the other one's long side.
+            let by_rows = m > n && m.div_ceil(MR) >= threads;
+            if by_rows || n >= threads * NR {
+                // SAFETY: forwarded contract.
+                return unsafe { self.run_parts(threads, by_rows) };
+            }
         }
         let (acap, bcap) = self.caps();
         let bbuf = Packed(grow(&mut bufs.b, bcap));
@@ -440,24 +451,33 @@ impl Job {
         }
     }
 
-    /// One task per thread, each computing a range of whole column panels
-    /// over all of k with its own packed A and B. The row-block split packs
-    /// each k block's B once for all tasks, so its tasks wait for each other
-    /// at every k block; with few row blocks and many k blocks those waits,
-    /// not the arithmetic, set the pace. Here each task repacks A (`m·k`
-    /// floats, small beside its `m·k·n/threads` multiply-adds) and never waits.
+    /// One task per thread, each computing a range of whole row panels
+    /// (`by_rows`) or column panels over all of k with its own packed A and
+    /// B. The row-block split packs each k block's B once for all tasks, so
+    /// its tasks wait for each other at every k block; with few row blocks
+    /// and many k blocks those waits, not the arithmetic, set the pace. Here
+    /// each task packs the whole of the operand the parts share (B for row
+    /// parts, `k·n` floats; A for column parts, `m·k`), small beside its
+    /// `m·k·n/threads` multiply-adds, and never waits.
     ///
     /// # Safety
     /// As for [`Job::run_serial`], with `m, n, k > 0`.
-    unsafe fn run_column_parts(&self, threads: usize) {
-        let panels = self.n.div_ceil(NR);
+    unsafe fn run_parts(&self, threads: usize, by_rows: bool) {
+        let (len, unit) = if by_rows { (self.m, MR) } else { (self.n, NR) };
+        let panels = len.div_ceil(unit);
         let parts = threads.min(panels);
         (0..parts).into_par_iter().with_max_len(1).for_each(|part| {
-            let j0 = panels * part / parts * NR;
-            let j1 = (panels * (part + 1) / parts * NR).min(self.n);
-            // SAFETY: parts cover disjoint column ranges of C (whole panels,
-            // so `j0` is a multiple of `NR`); each task has its own buffers.
-            with_buffers(|own| unsafe { self.run_columns(own, j0, j1) });
+            let start = panels * part / parts * unit;
+            let end = (panels * (part + 1) / parts * unit).min(len);
+            let (rows, cols) = if by_rows {
+                ((start, end), (0, self.n))
+            } else {
+                ((0, self.m), (start, end))
+            };
+            // SAFETY: parts cover disjoint row (or column) ranges of C, of
+            // whole panels, so starting at multiples of `MR` (`NR`); each
+            // task has its own buffers.
+            with_buffers(|own| unsafe { self.run_part(own, rows, cols) });
         });
     }
 
