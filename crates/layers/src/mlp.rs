@@ -170,14 +170,8 @@ mod tests {
                     ws[3].clone(),
                 ],
                 |v| {
-                    let fc1 = Linear {
-                        weight: v[1].clone(),
-                        bias: Some(v[2].clone()),
-                    };
-                    let fc2 = Linear {
-                        weight: v[3].clone(),
-                        bias: Some(v[4].clone()),
-                    };
+                    let fc1 = Linear::from_vars(v[1].clone(), Some(v[2].clone()));
+                    let fc2 = Linear::from_vars(v[3].clone(), Some(v[4].clone()));
                     Mlp::from_linears(fc1, fc2, act, 0.0)?.forward(&v[0], &Ctx::eval())
                 },
                 GradcheckOptions::default(),

@@ -143,18 +143,9 @@ mod tests {
             &[x.clone(), w1, b1, w2],
             |v| {
                 let mut s = Sequential::new();
-                s.push(Linear {
-                    weight: v[1].clone(),
-                    bias: Some(v[2].clone()),
-                })?;
+                s.push(Linear::from_vars(v[1].clone(), Some(v[2].clone())))?;
                 s.push(Gelu::new())?;
-                s.push_named(
-                    "out",
-                    Linear {
-                        weight: v[3].clone(),
-                        bias: None,
-                    },
-                )?;
+                s.push_named("out", Linear::from_vars(v[3].clone(), None))?;
                 s.forward(&v[0], &Ctx::eval())
             },
             GradcheckOptions::default(),

@@ -143,14 +143,8 @@ mod tests {
             "token_mlp",
             &[x, p[0].clone(), p[1].clone(), p[2].clone(), p[3].clone()],
             |v| {
-                let fc1 = Linear {
-                    weight: v[1].clone(),
-                    bias: Some(v[2].clone()),
-                };
-                let fc2 = Linear {
-                    weight: v[3].clone(),
-                    bias: Some(v[4].clone()),
-                };
+                let fc1 = Linear::from_vars(v[1].clone(), Some(v[2].clone()));
+                let fc2 = Linear::from_vars(v[3].clone(), Some(v[4].clone()));
                 let m = Mlp::from_linears(fc1, fc2, Activation::Gelu, 0.0)?;
                 token_mlp(&m, &v[0], &Ctx::eval())
             },

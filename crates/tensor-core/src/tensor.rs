@@ -143,6 +143,14 @@ impl Tensor {
             })
     }
 
+    /// Whether `other` is a view of the same elements: the same buffer, first
+    /// element, shape and strides (a clone, not an equal copy).
+    pub fn shares_data(&self, other: &Tensor) -> bool {
+        self.data.as_ptr() == other.data.as_ptr()
+            && self.data.shape() == other.data.shape()
+            && self.data.strides() == other.data.strides()
+    }
+
     /// True when the elements are stored row-major without gaps.
     pub fn is_contiguous(&self) -> bool {
         self.data.is_standard_layout()

@@ -11,7 +11,9 @@
 //! `dW = dZᵀ·X` (one GEMM over all rows, K = rows) and `db = Σ_rows dZ`.
 //! Transposes are strides, never copies.
 
-use allmlp_tensor_core::gemm::{Bias, Fresh, FreshEpilogue, MatRef, gemm_fresh};
+use allmlp_tensor_core::gemm::{
+    Bias, Fresh, FreshEpilogue, MatRef, PackedB, gemm_fresh, gemm_fresh_packed,
+};
 use allmlp_tensor_core::{Tensor, TensorError};
 
 use crate::{Function, Result, Var, is_grad_enabled};
@@ -163,6 +165,47 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
         Some(b) => Var::from_op(y, &[x, weight, b], f),
         None => Var::from_op(y, &[x, weight], f),
     })
+}
+
+/// `act(x·Wᵀ + b)` with `Wᵀ` packed in advance (`weight_t`, a [`PackedB`]
+/// of `W.t()`, `[in, out]`), for inference: the same values as
+/// [`linear_act`], without packing the weight again, and no tape (the result
+/// is a constant; no gradient reaches the packed weight).
+pub fn linear_packed(
+    x: &Var,
+    weight_t: &PackedB,
+    bias: Option<&Var>,
+    act: Activation,
+) -> Result<Var> {
+    const OP: &str = "linear";
+    let xv = x.value();
+    let (in_f, out_f) = (weight_t.rows(), weight_t.cols());
+    if xv.ndim() == 0 || xv.shape()[xv.ndim() - 1] != in_f {
+        return Err(TensorError::shape(
+            OP,
+            format!("input [.., {in_f}] for a packed weight [{out_f}, {in_f}]"),
+            format!("input {:?}", xv.shape()),
+        )
+        .into());
+    }
+    let bv = bias.map(|b| b.value().contiguous());
+    if let Some(b) = &bv {
+        b.expect_shape(OP, &[out_f])?;
+    }
+    let (xm, rows) = as_matrix(&xv, in_f)?;
+    let epilogue = FreshEpilogue {
+        bias: match &bv {
+            Some(b) => Bias::PerColumn(b.as_slice().expect("contiguous")),
+            None => Bias::None,
+        },
+        act,
+        ..FreshEpilogue::default()
+    };
+    let a = MatRef::row_major(xm.as_slice().expect("contiguous"), rows, in_f)?;
+    let y = gemm_fresh_packed(1.0, a, weight_t, epilogue)?.c;
+    let mut shape = xv.shape().to_vec();
+    *shape.last_mut().expect("rank >= 1") = out_f;
+    Ok(Var::constant(Tensor::from_vec(y, &shape)?))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod shape;
 mod unary;
 
 pub use left_linear::left_linear;
-pub use linear::{Activation, linear, linear_act};
+pub use linear::{Activation, linear, linear_act, linear_packed};
 mod conv;
 mod pool;
 

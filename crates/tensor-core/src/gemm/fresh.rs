@@ -28,8 +28,11 @@
 //! # Ok::<(), allmlp_tensor_core::TensorError>(())
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512::{Panels, Right};
 use super::epilogue::{Activation, Bias, Epilogue};
-use super::{Backend, Kernel, MatMut, MatRef, check_batches, check_dims, dispatch, profile, run};
+use super::packed::{PackedB, Store};
+use super::{Backend, Kernel, MatMut, MatRef, check_dims, dispatch, profile, run};
 use super::{tail, work};
 use crate::{Result, TensorError};
 
@@ -119,36 +122,102 @@ pub fn gemm_batched_fresh_with(
     b_stride: usize,
     epilogue: FreshEpilogue<'_>,
 ) -> Result<Fresh> {
-    const OP: &str = "gemm_fresh";
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    check_dims(OP, &a, &b, (m, n))?;
+    let (a, b) = ((a, a_stride), Operand::Matrix(b, b_stride));
+    fresh("gemm_fresh", backend, batch, alpha, a, b, epilogue)
+}
+
+/// `act(α·A·B + bias)` as a new row-major `m × n` matrix, B packed in
+/// advance ([`PackedB`]): [`gemm_fresh`] without packing B again.
+pub fn gemm_fresh_packed(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &PackedB,
+    epilogue: FreshEpilogue<'_>,
+) -> Result<Fresh> {
+    let b = match &b.store {
+        Store::Plain(v) => Operand::Matrix(MatRef::row_major(v, b.rows, b.cols)?, 0),
+        #[cfg(target_arch = "x86_64")]
+        Store::Panels(p) => Operand::Panels(p),
+    };
+    fresh(
+        "gemm_fresh_packed",
+        Backend::Auto,
+        1,
+        alpha,
+        (a, 0),
+        b,
+        epilogue,
+    )
+}
+
+/// The right operand of a fresh product.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    /// A matrix and its batch stride.
+    Matrix(MatRef<'a>, usize),
+    /// Packed for the AVX-512 kernel, shared by the batch.
+    #[cfg(target_arch = "x86_64")]
+    Panels(&'a Panels),
+}
+
+impl Operand<'_> {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Operand::Matrix(b, _) => (b.rows, b.cols),
+            #[cfg(target_arch = "x86_64")]
+            Operand::Panels(p) => p.dims(),
+        }
+    }
+}
+
+fn fresh(
+    op: &'static str,
+    backend: Backend,
+    batch: usize,
+    alpha: f32,
+    (a, a_stride): (MatRef<'_>, usize),
+    b: Operand<'_>,
+    epilogue: FreshEpilogue<'_>,
+) -> Result<Fresh> {
+    let (m, k) = (a.rows, a.cols);
+    let (kb, n) = b.dims();
+    check_dims(op, &a, (kb, n), (m, n))?;
     let len = batch
         .checked_mul(m)
         .and_then(|x| x.checked_mul(n))
         .ok_or_else(|| TensorError::Overflow {
-            op: OP,
+            op,
             what: format!("{batch} outputs of {m}×{n}"),
         })?;
-    let kernel = Kernel::select(OP, backend)?;
+    let kernel = Kernel::select(op, backend)?;
+    if batch > 0 {
+        a.check_batch(op, "A", batch, a_stride)?;
+        if let Operand::Matrix(b, b_stride) = b {
+            b.check_batch(op, "B", batch, b_stride)?;
+        }
+    }
+    let inputs = Epilogue {
+        bias: epilogue.bias,
+        act: epilogue.act,
+        ..Epilogue::default()
+    };
+    inputs.check(op, m, n, len)?;
     #[cfg(target_arch = "x86_64")]
     if let Kernel::Avx512(native) = kernel
         && len > 0
         && k > 0
     {
+        let b_strides = match b {
+            Operand::Matrix(b, _) => (b.rs, b.cs),
+            Operand::Panels(_) => (n, 1),
+        };
         let _timer = profile::Timer::start(
-            OP,
+            op,
             batch,
             (m, k, n),
-            profile::Layout::of((a.rs, a.cs), (b.rs, b.cs)),
+            profile::Layout::of((a.rs, a.cs), b_strides),
             epilogue.act,
         );
-        check_batches(OP, batch, (&a, a_stride), (&b, b_stride))?;
-        let plain = Epilogue {
-            bias: epilogue.bias,
-            act: epilogue.act,
-            ..Epilogue::default()
-        };
-        plain.check(OP, m, n, len)?;
         let mut c = Vec::with_capacity(len);
         let mut pre = epilogue.pre_activation.then(|| Vec::with_capacity(len));
         let mut deriv = epilogue.derivative.then(|| Vec::with_capacity(len));
@@ -162,7 +231,12 @@ pub fn gemm_batched_fresh_with(
         let items: Vec<_> = (0..batch)
             .map(|i| {
                 let ai = MatRef::new_unchecked(tail(a.data, i * a_stride), m, k, a.rs, a.cs);
-                let bi = MatRef::new_unchecked(tail(b.data, i * b_stride), k, n, b.rs, b.cs);
+                let bi = match b {
+                    Operand::Matrix(b, s) => {
+                        Right::Matrix(MatRef::new_unchecked(tail(b.data, i * s), k, n, b.rs, b.cs))
+                    }
+                    Operand::Panels(p) => Right::Packed(p),
+                };
                 // SAFETY: `i·m·n < len`, inside every output's capacity.
                 (ai, bi, unsafe { out.add(i * m * n) })
             })
@@ -189,7 +263,15 @@ pub fn gemm_batched_fresh_with(
             derivative: deriv,
         });
     }
-    let _ = kernel;
+    let Operand::Matrix(b, b_stride) = b else {
+        // Panels (`k, n ≥ 1`) exist only where the AVX-512 kernel runs
+        // (`PackedB::new`): here the output is empty.
+        return Ok(Fresh {
+            c: Vec::new(),
+            pre_activation: epilogue.pre_activation.then(Vec::new),
+            derivative: epilogue.derivative.then(Vec::new),
+        });
+    };
     // Zero-filled buffers through the general entry point.
     let mut c = vec![0.0; len];
     let mut pre = epilogue.pre_activation.then(|| vec![0.0; len]);
@@ -203,7 +285,7 @@ pub fn gemm_batched_fresh_with(
         };
         let c_mat = MatMut::row_major(&mut c, m, n)?;
         run(
-            OP,
+            op,
             backend,
             batch,
             alpha,

@@ -15,7 +15,8 @@
 //! optionally also storing the pre-activation for the backward pass.
 //!
 //! [`gemm_fresh`] and [`gemm_batched_fresh_with`] return new output buffers,
-//! written without being zero-filled first (`torch.empty` + `out=`).
+//! written without being zero-filled first (`torch.empty` + `out=`);
+//! [`gemm_fresh_packed`] takes a right operand packed once ([`PackedB`]).
 //!
 //! [`profile`] records the wall time of every product by shape, on request.
 //!
@@ -34,6 +35,7 @@ mod avx512;
 mod epilogue;
 mod fresh;
 mod layout;
+mod packed;
 mod portable;
 pub mod profile;
 #[cfg(test)]
@@ -44,8 +46,9 @@ mod tests_epilogue;
 mod tests_fresh;
 
 pub use epilogue::{Activation, Bias, Epilogue};
-pub use fresh::{Fresh, FreshEpilogue, gemm_batched_fresh_with, gemm_fresh};
+pub use fresh::{Fresh, FreshEpilogue, gemm_batched_fresh_with, gemm_fresh, gemm_fresh_packed};
 pub use layout::{MatMut, MatRef};
+pub use packed::PackedB;
 
 use rayon::prelude::*;
 
@@ -265,11 +268,12 @@ fn run(
         profile::Layout::of((a.rs, a.cs), (b.rs, b.cs)),
         epi.act,
     );
-    check_dims(op, &a, &b, (c.rows, c.cols))?;
+    check_dims(op, &a, (b.rows, b.cols), (c.rows, c.cols))?;
     if batch == 0 {
         return Ok(());
     }
-    check_batches(op, batch, (&a, a_stride), (&b, b_stride))?;
+    a.check_batch(op, "A", batch, a_stride)?;
+    b.check_batch(op, "B", batch, b_stride)?;
     c.check_batch(op, batch, c_stride)?;
     let (m, k, n) = (c.rows, a.cols, c.cols);
     let extent = c.extent();
@@ -331,17 +335,6 @@ fn dispatch<T: Send>(items: Vec<T>, work: usize, each: impl Fn(T, bool) + Sync +
     });
 }
 
-/// Checks that `batch` matrices of A and of B fit their slices.
-fn check_batches(
-    op: &'static str,
-    batch: usize,
-    (a, a_stride): (&MatRef<'_>, usize),
-    (b, b_stride): (&MatRef<'_>, usize),
-) -> Result<()> {
-    a.check_batch(op, "A", batch, a_stride)?;
-    b.check_batch(op, "B", batch, b_stride)
-}
-
 /// Products with fewer multiply-adds than this run on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
@@ -358,17 +351,17 @@ fn tail(data: &[f32], offset: usize) -> &[f32] {
 fn check_dims(
     op: &'static str,
     a: &MatRef<'_>,
-    b: &MatRef<'_>,
+    (b_rows, b_cols): (usize, usize),
     (c_rows, c_cols): (usize, usize),
 ) -> Result<()> {
-    if a.cols != b.rows || c_rows != a.rows || c_cols != b.cols {
+    if a.cols != b_rows || c_rows != a.rows || c_cols != b_cols {
         return Err(TensorError::shape(
             op,
             format!(
                 "A [m, k], B [k, n], C [m, n] with A = [{}, {}] (so C = [{}, n] and B = [{}, n])",
                 a.rows, a.cols, a.rows, a.cols
             ),
-            format!("B = [{}, {}], C = [{c_rows}, {c_cols}]", b.rows, b.cols),
+            format!("B = [{b_rows}, {b_cols}], C = [{c_rows}, {c_cols}]"),
         ));
     }
     Ok(())

@@ -188,3 +188,48 @@ fn bad_fresh_products_are_errors() {
         .unwrap_err();
     assert!(e.to_string().contains("75"), "{e}");
 }
+
+/// Products with B packed in advance equal products packing it per call,
+/// bit for bit, whichever way they are split over 1, 2 or 3 threads: k over
+/// several blocks, n over several `NC` blocks, few and many rows,
+/// transposed (weight) and row-major B, with every epilogue output.
+#[test]
+fn packed_products_equal_fresh_products() {
+    let mut rng = Rng::new(23);
+    let shapes = [
+        (1, 7, 5, false),
+        (196, 384, 1536, true),  // a batch-1 ResMLP-12 fc1
+        (40, 1100, 70, true),    // few row blocks, several k blocks: split by rows
+        (300, 600, 2100, false), // two n blocks
+        (9, 1300, 4200, true),
+        (0, 5, 6, true),
+    ];
+    for (i, (m, k, n, tb)) in shapes.into_iter().enumerate() {
+        let av = randv(&mut rng, m * k);
+        let (bv, brs, bcs) = operand(&mut rng, k, n, tb);
+        let bias = randv(&mut rng, n);
+        let a = MatRef::row_major(&av, m, k).unwrap();
+        let b = MatRef::new(&bv, k, n, brs, bcs).unwrap();
+        let packed = PackedB::new(b);
+        assert_eq!((packed.rows(), packed.cols()), (k, n));
+        let epi = FreshEpilogue {
+            bias: Bias::PerColumn(&bias),
+            act: [Activation::Gelu, Activation::Identity, Activation::Relu][i % 3],
+            pre_activation: i % 2 == 0,
+            derivative: true,
+        };
+        let want = gemm_fresh(1.25, a, b, epi).unwrap();
+        for threads in [1, 2, 3] {
+            crate::set_num_threads(threads).unwrap();
+            let got = gemm_fresh_packed(1.25, a, &packed, epi).unwrap();
+            assert_eq!(got, want, "{m}×{k}×{n} tb {tb}, {threads} threads");
+        }
+        crate::set_num_threads(2).unwrap();
+    }
+    let v = vec![1.0; 12];
+    let packed = PackedB::new(MatRef::row_major(&v, 4, 3).unwrap());
+    let a = MatRef::row_major(&v, 2, 3).unwrap();
+    let e = gemm_fresh_packed(1.0, a, &packed, FreshEpilogue::default()).unwrap_err();
+    assert!(e.to_string().contains("B = [4, 3]"), "{e}");
+    assert!(format!("{packed:?}").starts_with("PackedB(4×3"));
+}

@@ -151,14 +151,14 @@ impl Avx512 {
     pub(crate) unsafe fn gemm_into(
         self,
         alpha: f32,
-        (a, b): (MatRef<'_>, MatRef<'_>),
+        (a, b): (MatRef<'_>, Right<'_>),
         out: RawOut,
         bias: Bias<'_>,
         act: Activation,
         inside: bool,
     ) {
         let finish = act != Activation::Identity || !out.pre.is_null() || !out.deriv.is_null();
-        let job = Job::raw(alpha, &a, &b, 0.0, (out, b.cols, 1), bias, act, finish);
+        let job = Job::raw(alpha, &a, b, 0.0, (out, b.cols(), 1), bias, act, finish);
         // SAFETY: `self` proves AVX-512F; the rest is the caller's contract.
         unsafe { job.run(inside) }
     }
@@ -173,7 +173,10 @@ struct Job {
     alpha: f32,
     beta: f32,
     a: Src,
+    /// B as given (unused when `prepacked` is not null).
     b: Src,
+    /// B packed in advance in the layout of [`Panels`], or null.
+    prepacked: *const f32,
     c: *mut f32,
     crs: usize,
     ccs: usize,
@@ -238,7 +241,7 @@ impl Job {
         Job::raw(
             alpha,
             a,
-            b,
+            Right::Matrix(*b),
             beta,
             (out, c.rs, c.cs),
             epi.bias,
@@ -253,14 +256,19 @@ impl Job {
     fn raw(
         alpha: f32,
         a: &MatRef<'_>,
-        b: &MatRef<'_>,
+        b: Right<'_>,
         beta: f32,
         (out, crs, ccs): (RawOut, usize, usize),
         bias: Bias<'_>,
         act: Activation,
         finish: bool,
     ) -> Self {
-        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let (m, k, n) = (a.rows, a.cols, b.cols());
+        let (b, prepacked) = match b {
+            Right::Matrix(b) => ((b.data.as_ptr(), b.rs, b.cs), std::ptr::null()),
+            Right::Packed(p) => ((std::ptr::null(), 0, 0), p.as_ptr()),
+        };
+        let (kc, nc) = block_sizes(k, n);
         let bias = match bias {
             Bias::None => TileBias::None,
             Bias::PerColumn(b) => TileBias::Col(b.as_ptr()),
@@ -278,10 +286,11 @@ impl Job {
                 cs: a.cs,
             },
             b: Src {
-                ptr: b.data.as_ptr(),
-                rs: b.rs,
-                cs: b.cs,
+                ptr: b.0,
+                rs: b.1,
+                cs: b.2,
             },
+            prepacked,
             c: out.c,
             crs,
             ccs,
@@ -290,10 +299,10 @@ impl Job {
             pre: out.pre,
             deriv: out.deriv,
             finish,
-            kc: k.div_ceil(k.div_ceil(KC).max(1)).max(1),
+            kc,
             // Whole panels only: packing writes full `MR`/`NR`-wide panels.
             mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
-            nc: NC.div_ceil(NR).min(n.div_ceil(NR)) * NR,
+            nc,
             direct: a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE),
         }
     }
@@ -361,12 +370,18 @@ impl Job {
             let nc = self.nc.min(j1 - jc);
             for pc in (0..k).step_by(self.kc) {
                 let kc = self.kc.min(k - pc);
-                // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
-                unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
+                let bp = if self.prepacked.is_null() {
+                    // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
+                    unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
+                    bbuf.cast_const()
+                } else {
+                    // SAFETY: prepacked parts start at column 0 (`run_parallel`).
+                    unsafe { self.packed_block(jc, pc) }
+                };
                 for ic in (i0..i1).step_by(self.mc) {
                     let mc = self.mc.min(i1 - ic);
                     // SAFETY: the block is inside A and C; B is packed.
-                    unsafe { self.block(abuf, acap, bbuf, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
+                    unsafe { self.block(abuf, acap, bp, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
                 }
             }
         }
@@ -389,8 +404,10 @@ impl Job {
         if k > self.kc && row_blocks < PARTS_MAX_ROW_BLOCKS * threads {
             // Each part packs the operand the parts share again: cut the
             // product along the other one's long side.
-            let by_rows = m > n && m.div_ceil(MR) >= threads;
-            if by_rows || n >= threads * NR {
+            // Prepacked B: nothing to repack, so always by rows.
+            let packed = !self.prepacked.is_null();
+            let by_rows = (m > n || packed) && m.div_ceil(MR) >= threads;
+            if by_rows || (n >= threads * NR && !packed) {
                 // SAFETY: forwarded contract.
                 return unsafe { self.run_parts(threads, by_rows) };
             }
@@ -403,7 +420,13 @@ impl Job {
             let col_parts = (2 * threads).div_ceil(row_blocks).clamp(1, panels);
             for pc in (0..k).step_by(self.kc) {
                 let kc = self.kc.min(k - pc);
-                (0..panels).into_par_iter().with_min_len(4).for_each(|q| {
+                let bp = if self.prepacked.is_null() {
+                    bbuf
+                } else {
+                    // SAFETY: block `(jc, pc)` of the prepacked B.
+                    Packed(unsafe { self.packed_block(jc, pc) }.cast_mut())
+                };
+                let pack = |q: usize| {
                     // SAFETY: panel `q` is inside the block and inside
                     // `bbuf`; tasks pack disjoint panels.
                     unsafe {
@@ -418,7 +441,10 @@ impl Job {
                             bcap,
                         )
                     };
-                });
+                };
+                if self.prepacked.is_null() {
+                    (0..panels).into_par_iter().with_min_len(4).for_each(pack);
+                }
                 (0..row_blocks * col_parts)
                     .into_par_iter()
                     .with_max_len(1)
@@ -438,7 +464,7 @@ impl Job {
                                 self.block(
                                     abuf,
                                     acap,
-                                    bbuf.get(),
+                                    bp.get(),
                                     (ic, mc),
                                     (jc, nc),
                                     (pc, kc),
@@ -479,6 +505,18 @@ impl Job {
             // task has its own buffers.
             with_buffers(|own| unsafe { self.run_part(own, rows, cols) });
         });
+    }
+
+    /// The prepacked B block of columns from `jc` and rows from `pc`
+    /// (multiples of `nc` and `kc`).
+    ///
+    /// # Safety
+    /// `self.prepacked` is a [`Panels`] of this product's B.
+    unsafe fn packed_block(&self, jc: usize, pc: usize) -> *const f32 {
+        let kblocks = self.k.div_ceil(self.kc);
+        let at = (jc / self.nc * kblocks + pc / self.kc) * self.nc * self.kc;
+        // SAFETY: block `(jc / nc, pc / kc)` of the panels (see `Panels`).
+        unsafe { self.prepacked.add(at) }
     }
 
     /// Packs columns `j0 .. j0 + cols` (`j0` a multiple of `NR`) of B's
@@ -648,6 +686,79 @@ unsafe fn scale(m: usize, n: usize, beta: f32, c: *mut f32, rs: usize, cs: usize
                 let p = c.add(i * rs + j * cs);
                 *p = if beta == 0.0 { 0.0 } else { beta * *p };
             }
+        }
+    }
+}
+
+/// The k and n blocks of a product with these `k` and `n`: k cut into
+/// `ceil(k / KC)` near-equal blocks, n into blocks of `NC` (whole panels).
+fn block_sizes(k: usize, n: usize) -> (usize, usize) {
+    let kc = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+    let nc = NC.div_ceil(NR).min(n.div_ceil(NR)) * NR;
+    (kc, nc)
+}
+
+/// A `k × n` right operand packed once, every `kc × nc` block as `Job`
+/// packs it for a product (`pack::pack_b`), block `(jb, pb)` at
+/// `(jb·⌈k/kc⌉ + pb)·nc·kc`: reused by every product with it, such as a
+/// layer's weight over many inference calls.
+pub(crate) struct Panels {
+    data: Vec<Line>,
+    k: usize,
+    n: usize,
+}
+
+impl Panels {
+    /// Packs `b` (`k, n ≥ 1`).
+    pub(crate) fn new(_: Avx512, b: MatRef<'_>) -> Panels {
+        let (k, n) = (b.rows, b.cols);
+        let (kc, nc) = block_sizes(k, n);
+        let kblocks = k.div_ceil(kc);
+        let block = nc * kc;
+        let mut data = vec![Line([0.0; 16]); (n.div_ceil(nc) * kblocks * block).div_ceil(16)];
+        let dst: *mut f32 = data.as_mut_ptr().cast();
+        let src = Src {
+            ptr: b.data.as_ptr(),
+            rs: b.rs,
+            cs: b.cs,
+        };
+        for (jb, jc) in (0..n).step_by(nc).enumerate() {
+            for (pb, pc) in (0..k).step_by(kc).enumerate() {
+                // SAFETY: `Avx512` proves the CPU feature; the block is
+                // inside B (validated `MatRef`) and its `nc·kc` floats inside
+                // `data`, at a multiple of 16 floats (`nc` is of `NR`).
+                unsafe {
+                    let out = dst.add((jb * kblocks + pb) * block);
+                    let (ncb, kcb) = (nc.min(n - jc), kc.min(k - pc));
+                    pack::pack_b::<NV>(kcb, ncb, src.at(pc, jc), out, block);
+                }
+            }
+        }
+        Panels { data, k, n }
+    }
+
+    /// `(k, n)`.
+    pub(crate) fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    fn as_ptr(&self) -> *const f32 {
+        self.data.as_ptr().cast()
+    }
+}
+
+/// The right operand of a product: packed per call, or in advance.
+#[derive(Clone, Copy)]
+pub(crate) enum Right<'a> {
+    Matrix(MatRef<'a>),
+    Packed(&'a Panels),
+}
+
+impl Right<'_> {
+    fn cols(&self) -> usize {
+        match self {
+            Right::Matrix(b) => b.cols,
+            Right::Packed(p) => p.n,
         }
     }
 }
