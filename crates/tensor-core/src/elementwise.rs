@@ -139,6 +139,49 @@ pub(crate) fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Syn
     })
 }
 
+/// `f(full, row)` when `row` broadcasts against `full` as one row repeated
+/// (its shape, leading 1s dropped, is a suffix of `full`'s, and it has no
+/// more dimensions; both contiguous):
+/// a bias, Affine's α and β, LayerScale's γ. Each of `full`'s rows is zipped
+/// with the row through the vectorized loop, instead of the general
+/// broadcast's per-element index arithmetic (and its zero-filled output).
+/// `None` for other shapes.
+fn zip_rows(
+    full: &Tensor,
+    row: &Tensor,
+    f: &(impl Fn(f32, f32) -> f32 + Sync),
+) -> Option<Vec<f32>> {
+    let lead = row.shape().iter().take_while(|&&d| d == 1).count();
+    let suffix = &row.shape()[lead..];
+    // (Not longer than `full`'s shape either, so the result has its shape.)
+    if suffix.is_empty() || row.ndim() > full.ndim() || !full.shape().ends_with(suffix) {
+        return None;
+    }
+    let (a, r) = (full.as_slice()?, row.as_slice()?);
+    let len = r.len();
+    if len == 0 || a.is_empty() {
+        return None;
+    }
+    let rows_per_task = (CHUNK / len).max(1);
+    Some(filled(a.len(), |out| {
+        let rows = |(o, x): (&mut [MaybeUninit<f32>], &[f32])| {
+            for (o, x) in o.chunks_mut(len).zip(x.chunks(len)) {
+                zip_chunk(o, x, r, f);
+            }
+        };
+        if a.len() <= CHUNK {
+            rows((out, a));
+        } else {
+            let task = rows_per_task * len;
+            threads::install(|| {
+                out.par_chunks_mut(task)
+                    .zip(a.par_chunks(task))
+                    .for_each(rows)
+            });
+        }
+    }))
+}
+
 impl Tensor {
     /// Applies `f` to every element (any layout), returning a contiguous tensor.
     pub fn map(&self, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
@@ -163,6 +206,12 @@ impl Tensor {
                 f,
             );
             return Tensor::from_vec(v, self.shape());
+        }
+        if let Some(v) = zip_rows(self, other, &f) {
+            return Tensor::from_vec(v, self.shape());
+        }
+        if let Some(v) = zip_rows(other, self, &|x, y| f(y, x)) {
+            return Tensor::from_vec(v, other.shape());
         }
         let shape = broadcast_shapes(op, self.shape(), other.shape())?;
         let a = self.broadcast_view(op, &shape)?;
@@ -491,6 +540,42 @@ mod tests {
             e.starts_with("add:") && e.contains("[4, 1, 5]") && e.contains("[2, 4]"),
             "{e}"
         );
+    }
+
+    /// A row vector (a bias, Affine's α) against a full tensor, on either
+    /// side, small and over the parallel threshold: exactly the values of
+    /// the same op on the row broadcast out in full.
+    #[test]
+    fn row_broadcasts_equal_full_broadcasts() {
+        for (full, row) in [
+            (vec![3, 4, 5], vec![5]),
+            (vec![3, 4, 5], vec![1, 4, 5]),
+            (vec![2, 3], vec![1, 1, 3]),
+            (vec![40, 50, 128], vec![1, 1, 128]),
+            (vec![70, 49, 128], vec![49, 128]),
+        ] {
+            let a = Tensor::randn(&full, 0.0, 1.0, 3).unwrap();
+            let r = Tensor::randn(&row, 0.0, 1.0, 4).unwrap().add_scalar(2.0);
+            let shape = broadcast_shapes("test", &full, &row).unwrap();
+            let (af, rf) = (
+                a.broadcast_to(&shape).unwrap().contiguous(),
+                r.broadcast_to(&shape).unwrap().contiguous(),
+            );
+            assert_eq!(af.shape(), rf.shape());
+            for threads in [1, 2] {
+                crate::set_num_threads(threads).unwrap();
+                assert_eq!(
+                    a.sub(&r).unwrap(),
+                    af.sub(&rf).unwrap(),
+                    "{full:?} − {row:?}"
+                );
+                assert_eq!(
+                    r.div(&a).unwrap(),
+                    rf.div(&af).unwrap(),
+                    "{row:?} / {full:?}"
+                );
+            }
+        }
     }
 
     #[test]
