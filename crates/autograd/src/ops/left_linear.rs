@@ -9,12 +9,10 @@
 //! recording. Backward: `dZ = dY ⊙ act′(Z)`, `dx = Wᵀ·dZ` (batched, shared
 //! weight), `dW = Σ_batch dZ·xᵀ`, `db = Σ_{batch, C} dZ`.
 
-use allmlp_tensor_core::gemm::{
-    Backend, Bias, Fresh, FreshEpilogue, MatRef, gemm_batched_fresh_with,
-};
+use allmlp_tensor_core::gemm::{Backend, Bias, Fresh, MatRef, gemm_batched_fresh_with};
 use allmlp_tensor_core::{Tensor, TensorError};
 
-use super::linear::{Activation, activation_backward, records};
+use super::linear::{Activation, activation_backward, fused_epilogue, records};
 use crate::{Function, Result, Var};
 
 struct LeftLinear {
@@ -99,15 +97,7 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
     let mut shape = xv.shape().to_vec();
     shape[r - 2] = d;
     let record = records(&[Some(x), Some(weight), bias]);
-    let epilogue = FreshEpilogue {
-        bias: match &bv {
-            Some(b) => Bias::PerRow(b.as_slice().expect("contiguous")),
-            None => Bias::None,
-        },
-        act,
-        derivative: record && act != Activation::Identity,
-        pre_activation: false,
-    };
+    let epilogue = fused_epilogue(bv.as_ref(), Bias::PerRow, act, record);
     let Fresh {
         c: y,
         derivative: dact,

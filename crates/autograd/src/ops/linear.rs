@@ -45,6 +45,23 @@ pub(crate) fn activation_backward(d: Option<&Tensor>, g: &Tensor) -> Result<Tens
     }
 }
 
+/// The epilogue of a fused linear op: the contiguous bias placed by `place`
+/// (per column for `linear`, per row for `left_linear`), the activation, and
+/// its derivative stored when the op records (its backward multiplies by it).
+pub(crate) fn fused_epilogue<'a>(
+    bias: Option<&'a Tensor>,
+    place: fn(&'a [f32]) -> Bias<'a>,
+    act: Activation,
+    record: bool,
+) -> FreshEpilogue<'a> {
+    FreshEpilogue {
+        bias: bias.map_or(Bias::None, |b| place(b.as_slice().expect("contiguous"))),
+        act,
+        derivative: record && act != Activation::Identity,
+        ..FreshEpilogue::default()
+    }
+}
+
 /// Whether an op with these inputs records onto the graph (so must keep what
 /// its backward needs).
 pub(crate) fn records(inputs: &[Option<&Var>]) -> bool {
@@ -130,15 +147,7 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
     let (xm, rows) = as_matrix(&xv, in_f)?;
     let record = records(&[Some(x), Some(weight), bias]);
     let wc = w.contiguous();
-    let epilogue = FreshEpilogue {
-        bias: match &bv {
-            Some(b) => Bias::PerColumn(b.as_slice().expect("contiguous")),
-            None => Bias::None,
-        },
-        act,
-        derivative: record && act != Activation::Identity,
-        pre_activation: false,
-    };
+    let epilogue = fused_epilogue(bv.as_ref(), Bias::PerColumn, act, record);
     let Fresh {
         c: y,
         derivative: d,
@@ -193,14 +202,7 @@ pub fn linear_packed(
         b.expect_shape(OP, &[out_f])?;
     }
     let (xm, rows) = as_matrix(&xv, in_f)?;
-    let epilogue = FreshEpilogue {
-        bias: match &bv {
-            Some(b) => Bias::PerColumn(b.as_slice().expect("contiguous")),
-            None => Bias::None,
-        },
-        act,
-        ..FreshEpilogue::default()
-    };
+    let epilogue = fused_epilogue(bv.as_ref(), Bias::PerColumn, act, false);
     let a = MatRef::row_major(xm.as_slice().expect("contiguous"), rows, in_f)?;
     let y = gemm_fresh_packed(1.0, a, weight_t, epilogue)?.c;
     let mut shape = xv.shape().to_vec();
