@@ -263,14 +263,20 @@ fn fresh(
             derivative: deriv,
         });
     }
-    let Operand::Matrix(b, b_stride) = b else {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kernel;
+    let (b, b_stride) = match b {
+        Operand::Matrix(b, b_stride) => (b, b_stride),
         // Panels (`k, n ≥ 1`) exist only where the AVX-512 kernel runs
         // (`PackedB::new`): here the output is empty.
-        return Ok(Fresh {
-            c: Vec::new(),
-            pre_activation: epilogue.pre_activation.then(Vec::new),
-            derivative: epilogue.derivative.then(Vec::new),
-        });
+        #[cfg(target_arch = "x86_64")]
+        Operand::Panels(_) => {
+            return Ok(Fresh {
+                c: Vec::new(),
+                pre_activation: epilogue.pre_activation.then(Vec::new),
+                derivative: epilogue.derivative.then(Vec::new),
+            });
+        }
     };
     // Zero-filled buffers through the general entry point.
     let mut c = vec![0.0; len];
