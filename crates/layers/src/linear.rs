@@ -56,6 +56,7 @@ impl PackedWeight {
         {
             return Ok(packed.clone());
         }
+        w.expect_rank("Linear", 2, "[out, in]")?;
         let wc = w.contiguous();
         let (out_f, in_f) = (wc.shape()[0], wc.shape()[1]);
         let wt = MatRef::row_major(wc.as_slice().expect("contiguous"), out_f, in_f)?.t();
@@ -221,5 +222,8 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("[.., 300]"), "{e}");
+        let flat = Linear::from_vars(Var::parameter(Tensor::zeros(&[6]).unwrap()), None);
+        let e = allmlp_autograd::no_grad(|| flat.forward(&x, &Ctx::eval())).unwrap_err();
+        assert!(e.to_string().contains("[out, in]"), "{e}");
     }
 }
