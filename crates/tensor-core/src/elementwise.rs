@@ -111,7 +111,7 @@ fn zip_chunk<F: Fn(f32, f32) -> f32>(o: &mut [MaybeUninit<f32>], a: &[f32], b: &
 
 /// Applies `f` to each element of a contiguous slice into a new vector, in parallel chunks.
 pub(crate) fn map_slice(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    filled(xs.len(), |out| {
+    let fill = |out: &mut [MaybeUninit<f32>]| {
         if xs.len() <= CHUNK {
             map_chunk(out, xs, &f);
         } else {
@@ -121,13 +121,18 @@ pub(crate) fn map_slice(xs: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
                     .for_each(|(o, x)| map_chunk(o, x, &f))
             });
         }
-    })
+    };
+    // SAFETY: `out` is as long as `xs`; the loops write each slot from its
+    // element (chunks of `out` and `xs` pair up one to one).
+    unsafe { filled(xs.len(), fill) }
 }
 
 /// Combines two same-length slices elementwise into a new vector, in parallel chunks.
 pub(crate) fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    filled(a.len().min(b.len()), |out| {
-        if a.len() <= CHUNK {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        if len <= CHUNK {
             zip_chunk(out, a, b, &f);
         } else {
             threads::install(|| {
@@ -136,7 +141,10 @@ pub(crate) fn zip_slices(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Syn
                     .for_each(|(o, (a, b))| zip_chunk(o, a, b, &f))
             });
         }
-    })
+    };
+    // SAFETY: `out`, `a` and `b` all have `len` elements; the loops write
+    // each slot (their chunks pair up one to one).
+    unsafe { filled(len, fill) }
 }
 
 /// `f(full, row)` when `row` broadcasts against `full` as one row repeated
@@ -163,7 +171,7 @@ fn zip_rows(
         return None;
     }
     let rows_per_task = (CHUNK / len).max(1);
-    Some(filled(a.len(), |out| {
+    let fill = |out: &mut [MaybeUninit<f32>]| {
         let rows = |(o, x): (&mut [MaybeUninit<f32>], &[f32])| {
             for (o, x) in o.chunks_mut(len).zip(x.chunks(len)) {
                 zip_chunk(o, x, r, f);
@@ -179,7 +187,10 @@ fn zip_rows(
                     .for_each(rows)
             });
         }
-    }))
+    };
+    // SAFETY: `a` is a whole number of `len`-long rows (`full`'s shape ends
+    // with the row's) and `out` as long as `a`: every row of `out` is written.
+    Some(unsafe { filled(a.len(), fill) })
 }
 
 impl Tensor {

@@ -122,8 +122,38 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
             _ => return None,
         }
     }
+    // Columns `j0..j0 + acc.len()`: for each outer index in `outers`
+    // (ascending) add the row sums over `inner`; rows are read contiguously,
+    // and each column's accumulation order is fixed, so the split into
+    // blocks changes nothing.
     let block = |outers: Range<usize>, j0: usize, acc: &mut [f64]| {
-        sum_block(data, Outer { mid, inner }, outers, j0, acc)
+        let n = acc.len();
+        let row = |o: usize| &data[(o * mid + j0) * inner..][..n];
+        let mut outers = outers;
+        if inner == 1 {
+            // Eight rows per pass over `acc`, each column still summed in
+            // row order: the same bits as one row at a time, with an eighth
+            // of the loads and stores of the f64 accumulators.
+            while outers.len() >= 8 {
+                let rows: [&[f32]; 8] = std::array::from_fn(|r| row(outers.start + r));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = rows.iter().fold(*a, |s, r| s + r[j] as f64);
+                }
+                outers.start += 8;
+            }
+        }
+        for o in outers {
+            if inner == 1 {
+                acc.iter_mut()
+                    .zip(row(o))
+                    .for_each(|(a, &v)| *a += v as f64);
+            } else {
+                let base = (o * mid + j0) * inner;
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a += sum64(&data[base + k * inner..base + (k + 1) * inner]);
+                }
+            }
+        }
     };
     const COLS: usize = 256;
     const PAR_MIN: usize = 1 << 15;
@@ -158,58 +188,8 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
     Some(out)
 }
 
-/// The `[outer, mid, inner]` layout of [`sum_outer_inner`] (the outer size
-/// is implied by the data).
-#[derive(Clone, Copy)]
-struct Outer {
-    mid: usize,
-    inner: usize,
-}
-
-/// Columns `j0..j0 + acc.len()` of `sum_outer_inner`: for each outer index
-/// in `outers` (ascending) add the row sums over `inner` into `acc`; rows
-/// are read contiguously, and each column's accumulation order is fixed, so
-/// the split into blocks changes nothing.
-#[inline(always)]
-fn sum_block(
-    data: &[f32],
-    Outer { mid, inner }: Outer,
-    outers: Range<usize>,
-    j0: usize,
-    acc: &mut [f64],
-) {
-    let n = acc.len();
-    let row = |o: usize| &data[(o * mid + j0) * inner..][..n];
-    let mut outers = outers;
-    if inner == 1 {
-        // Eight rows per pass over `acc`, each column still summed in row
-        // order: the same bits as one row at a time, with an eighth of the
-        // loads and stores of the f64 accumulators.
-        while outers.len() >= 8 {
-            let rows: [&[f32]; 8] = std::array::from_fn(|r| row(outers.start + r));
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = rows.iter().fold(*a, |s, r| s + r[j] as f64);
-            }
-            outers.start += 8;
-        }
-    }
-    for o in outers {
-        let base = (o * mid + j0) * inner;
-        if inner == 1 {
-            acc.iter_mut()
-                .zip(row(o))
-                .for_each(|(a, &v)| *a += v as f64);
-        } else {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a += sum64(&data[base + k * inner..base + (k + 1) * inner]);
-            }
-        }
-    }
-}
-
 /// Sum in f64 over eight interleaved lanes combined in a fixed order: the
 /// same result on every run and thread count, and it vectorizes.
-#[inline(always)]
 fn sum64(r: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = r.chunks_exact(8);
@@ -554,6 +534,14 @@ mod tests {
         crate::set_num_threads(2).unwrap();
         assert_eq!(one, big.sum(&[0], false).unwrap());
         assert_close(&one, &naive(&big, 0, |c| c.iter().sum()));
+        // Serial column sums (eight rows per pass, then the rest) add each
+        // column in row order: exactly the f64 sum in index order, rounded.
+        let odd = Tensor::randn(&[13, 40], 0.0, 1.0, 25).unwrap();
+        let exact: Vec<f32> = naive(&odd, 0, |c| c.iter().sum())
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        assert_eq!(odd.sum(&[0], false).unwrap().to_vec(), exact);
         // Few kept columns: runs of outer indices summed in parallel.
         let narrow = Tensor::randn(&[700, 96], 0.0, 1.0, 23).unwrap();
         let deep = Tensor::randn(&[40, 6, 300], 0.0, 1.0, 24).unwrap();

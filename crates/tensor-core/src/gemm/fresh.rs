@@ -72,7 +72,7 @@ pub(crate) struct RawOut {
 }
 
 // SAFETY: a `RawOut` is handed to exactly one task, which alone writes the
-// memory it points to (disjoint per batch entry, see `gemm_batched_fresh_with`).
+// memory it points to (disjoint per batch entry, see `fresh`).
 unsafe impl Send for RawOut {}
 
 impl RawOut {

@@ -108,8 +108,7 @@ pub fn layer_norm(
             o.write(((v as f64 - mu) * rs) as f32 * wi + bi);
         }
     };
-    // Every row of y written once (`c ≥ 1`: `rows_cols` refuses empty rows).
-    let y = filled(rows * c, |y| {
+    let fill = |y: &mut [MaybeUninit<f32>]| {
         if rows * c < PAR_MIN_ELEMS {
             y.chunks_mut(c)
                 .zip(mean.iter_mut())
@@ -127,7 +126,10 @@ pub fn layer_norm(
                     .for_each(row)
             });
         }
-    });
+    };
+    // SAFETY: `y`'s `rows` rows of `c ≥ 1` elements (`rows_cols` refuses
+    // empty rows) pair up with `mean` and `rstd`; `row` writes each of them.
+    let y = unsafe { filled(rows * c, fill) };
     let lead = &x.shape()[..x.ndim() - 1];
     Ok(LayerNormOutput {
         y: Tensor::from_vec(y, x.shape())?,
@@ -217,14 +219,16 @@ pub fn layer_norm_backward(
         part
     };
     let mut parts: Vec<Vec<f64>> = Vec::new();
-    // Every row of dx written once, by its chunk.
-    let dx = filled(rows * c, |dx| {
+    let fill = |dx: &mut [MaybeUninit<f32>]| {
         parts = if rows * c < PAR_MIN_ELEMS {
             dx.chunks_mut(rpc * c).enumerate().map(chunk).collect()
         } else {
             install(|| dx.par_chunks_mut(rpc * c).enumerate().map(chunk).collect())
         };
-    });
+    };
+    // SAFETY: the chunks of `rpc` rows cover `dx`; `chunk` writes every row
+    // of its chunk.
+    let dx = unsafe { filled(rows * c, fill) };
     let mut total = vec![0f64; 2 * c];
     for p in &parts {
         for (t, v) in total.iter_mut().zip(p) {
