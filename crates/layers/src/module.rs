@@ -113,10 +113,21 @@ impl<M: Module + ?Sized> Module for Box<M> {
 }
 
 /// Evaluation-mode forward on a plain tensor, with no tape.
+///
+/// The whole forward runs inside the kernel pool ([`threads::install`]), so
+/// each parallel kernel starts on a pool thread rather than waking the pool
+/// from outside and sleeping until it is done: at batch 1, where a forward is
+/// hundreds of short parallel regions, that hand-off was about a tenth of the
+/// latency (`docs/perf.md`). Grad mode is switched off on the thread that
+/// runs the forward; the caller's own mode is untouched.
+///
+/// [`threads::install`]: allmlp_autograd::tensor_core::threads::install
 pub fn infer(m: &dyn Module, x: &Tensor) -> Result<Tensor> {
-    no_grad(|| {
-        m.forward(&Var::constant(x.clone()), &Ctx::eval())
-            .map(|y| y.value())
+    allmlp_tensor_core::threads::install(|| {
+        no_grad(|| {
+            m.forward(&Var::constant(x.clone()), &Ctx::eval())
+                .map(|y| y.value())
+        })
     })
 }
 
@@ -175,4 +186,54 @@ pub fn num_parameters(m: &dyn Module) -> usize {
 /// Clears every parameter's gradient.
 pub fn zero_grad(m: &dyn Module) {
     named_parameters(m).iter().for_each(|(_, p)| p.zero_grad());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Linear;
+    use allmlp_autograd::is_grad_enabled;
+    use allmlp_autograd::tensor_core::threads;
+
+    /// Records the grad mode its forward saw and where it ran.
+    struct Probe {
+        saw: Mutex<Option<(bool, Option<usize>)>>,
+    }
+
+    impl Module for Probe {
+        fn forward(&self, x: &Var, _ctx: &Ctx) -> Result<Var> {
+            let where_ = threads::pool().current_thread_index();
+            *self.saw.lock().unwrap() = Some((is_grad_enabled(), where_));
+            Ok(x.clone())
+        }
+        fn visit(&self, _prefix: &str, _v: &mut dyn Visitor) {}
+    }
+
+    #[test]
+    fn infer_runs_on_a_pool_thread_without_a_tape_and_leaves_the_callers_mode() {
+        let probe = Probe {
+            saw: Mutex::new(None),
+        };
+        let x = Tensor::from_vec(vec![1.0, 2.0], &[1, 2]).unwrap();
+        assert!(is_grad_enabled());
+        let y = infer(&probe, &x).unwrap();
+        assert_eq!(y.to_vec(), x.to_vec());
+        let (grad, thread) = probe.saw.lock().unwrap().take().unwrap();
+        assert!(!grad, "the forward must run with recording off");
+        assert!(thread.is_some(), "the forward must run on a pool thread");
+        assert!(is_grad_enabled(), "the caller's grad mode must be restored");
+    }
+
+    #[test]
+    fn infer_gives_the_same_bits_from_outside_and_inside_the_pool() {
+        let lin = Linear::new(37, 19, true, 5).unwrap();
+        let x = Tensor::randn(&[3, 37], 0.0, 1.0, 8).unwrap();
+        let reference = no_grad(|| lin.forward(&Var::constant(x.clone()), &Ctx::eval()))
+            .unwrap()
+            .value()
+            .to_vec();
+        assert_eq!(infer(&lin, &x).unwrap().to_vec(), reference);
+        let nested = threads::install(|| infer(&lin, &x)).unwrap();
+        assert_eq!(nested.to_vec(), reference);
+    }
 }
