@@ -79,6 +79,49 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     assert!(mb.windows(2).all(|w| w[1].seconds >= w[0].seconds));
 }
 
+/// The kernels split work at boundaries that do not depend on the thread count, so a run
+/// interrupted on one thread and resumed on three ends with the weights of an uninterrupted
+/// one-thread run, bit for bit: for the Mixer (GEMMs, LayerNorm, GELU) and for the RepMLP net
+/// (grouped convolutions, BatchNorm statistics, pooling), with every random draw on.
+#[test]
+fn a_run_resumed_on_another_thread_count_ends_with_the_same_weights() {
+    for model in ["mixer_tiny", "repmlp_tiny"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (full, split) = (dir.path().join("full"), dir.path().join("split"));
+        let randomized = |out: &Path| TrainArgs {
+            model: Some(model.into()),
+            mixup: Some(0.2),
+            // RepMLP nets have no stochastic depth.
+            drop_path: (model == "mixer_tiny").then_some(0.1),
+            crop_padding: Some(2),
+            random_erasing: Some(0.25),
+            ..small(out, 2, 96)
+        };
+        run(&randomized(&full)).unwrap();
+        run(&TrainArgs {
+            stop_after: Some(1),
+            ..randomized(&split)
+        })
+        .unwrap();
+        run(&TrainArgs {
+            resume: Some(split.clone()),
+            threads: Some(3),
+            ..TrainArgs::default()
+        })
+        .unwrap();
+        let a = StateDict::load(full.join("last.safetensors")).unwrap();
+        let b = StateDict::load(split.join("last.safetensors")).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (k, t) in a.iter() {
+            assert_eq!(
+                t.to_vec(),
+                b.get(k).unwrap().to_vec(),
+                "{model}: {k} differs after resuming on 3 threads"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_checkpoint_describes_itself() {
     let dir = tempfile::tempdir().unwrap();

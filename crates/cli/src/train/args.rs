@@ -65,8 +65,9 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling, augmentation and dropout [default: 0].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Compute threads (default: ALLMLP_NUM_THREADS, else all cores). Results are identical
-    /// for a given thread count; resume with the same count to reproduce a run exactly.
+    /// Compute threads (default: ALLMLP_NUM_THREADS, else all cores). Results do not depend
+    /// on it: the kernels split work at fixed boundaries, so a run resumed on another count
+    /// ends with the same weights.
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
     /// Output directory for metrics.csv, curves.png and the checkpoints [default: runs/MODEL].

@@ -143,13 +143,6 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     if let Some((model_sd, optim_state, p)) = resumed {
         load_state_dict(net.as_ref(), model_sd, Strictness::Strict)?;
         opt.load_state(&optim_state)?;
-        if p.threads != threads {
-            eprintln!(
-                "warning: the run used {} threads, this one {threads}: results will differ \
-                 slightly from an uninterrupted run",
-                p.threads
-            );
-        }
         progress = p;
         progress.threads = threads;
     }
@@ -173,7 +166,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     };
     eprintln!(
         "allmlp train: {} on {} ({} train / {} test images; {}), {} epochs of {} steps, \
-         {} threads, output in {}",
+         {} thread{}, output in {}",
         recipe.model,
         spec.name(),
         train.len(),
@@ -182,6 +175,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         recipe.epochs,
         steps_per_epoch,
         threads,
+        if threads == 1 { "" } else { "s" },
         out.display()
     );
     let train = Arc::new(train);
