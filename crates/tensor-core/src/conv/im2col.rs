@@ -20,6 +20,8 @@
 use rayon::prelude::*;
 
 use super::{Geom, valid_range};
+#[cfg(target_arch = "x86_64")]
+use crate::elementwise::{Isa, isa};
 use crate::gemm::{MatMut, MatRef, gemm_batched};
 use crate::{Result, threads};
 
@@ -40,6 +42,8 @@ pub(super) fn chunk_images(g: &Geom) -> usize {
 fn im2col(g: &Geom, x: &[f32], n0: usize, m: usize, col: &mut [f32]) {
     let (kk, hw, ohw) = (g.kk(), g.hw(), g.ohw());
     let k = m * ohw;
+    #[cfg(target_arch = "x86_64")]
+    let masked_rows = masked_rows_apply(g);
     threads::install(|| {
         col.par_chunks_mut(k).enumerate().for_each(|(r, row)| {
             let (c, ki, kj) = (r / kk, (r % kk) / g.kw, r % g.kw);
@@ -48,6 +52,14 @@ fn im2col(g: &Geom, x: &[f32], n0: usize, m: usize, col: &mut [f32]) {
             for i in 0..m {
                 let xp = &x[((n0 + i) * g.c + c) * hw..][..hw];
                 let dst = &mut row[i * ohw..(i + 1) * ohw];
+                #[cfg(target_arch = "x86_64")]
+                if masked_rows {
+                    // SAFETY: `masked_rows_apply` checked AVX-512F, stride 1
+                    // and `OW ≤ 16`; `xp` is a whole input plane and `dst`
+                    // `OH·OW` floats.
+                    unsafe { gather_rows_avx512(g, xp, (ki, kj), dst) };
+                    continue;
+                }
                 for (oh, d) in dst.chunks_exact_mut(g.ow).enumerate() {
                     if oh < oh_lo || oh >= oh_hi {
                         d.fill(0.0);
@@ -71,6 +83,49 @@ fn im2col(g: &Geom, x: &[f32], n0: usize, m: usize, col: &mut [f32]) {
             }
         });
     });
+}
+
+/// Whether [`im2col`] fills each output row with one masked AVX-512 load and
+/// store ([`gather_rows_avx512`]): for narrow outputs with unit column stride
+/// (RepMLP's 7×7 partitions), where the general loop's `memcpy`/`memset`
+/// calls for a few floats each cost more than the copying (`docs/perf.md`).
+fn masked_rows_apply(g: &Geom) -> bool {
+    cfg!(target_arch = "x86_64") && g.sw == 1 && g.ow <= 16 && matches!(isa(), Isa::Avx512)
+}
+
+/// One image's part of an im2col row for tap `(ki, kj)`, `OW ≤ 16`, column
+/// stride 1: output row `oh` is input row `oh·sh + ki − ph` (zeros outside
+/// the plane) shifted by `kj − pw`, the lanes outside `[ow_lo, ow_hi)` zero.
+///
+/// # Safety
+/// AVX-512F is available; `g.sw == 1` and `g.ow ≤ 16`; `xp` is an input
+/// plane (`H·W` floats) and `dst` holds `OH·OW` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_rows_avx512(g: &Geom, xp: &[f32], (ki, kj): (usize, usize), dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
+    let (lo, hi) = valid_range(g.ow, g.w, kj, g.pw, 1);
+    let valid = lanes(hi) & !lanes(lo);
+    let all = lanes(g.ow);
+    for (oh, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+        // Rows above the plane wrap to huge indices, which fail the test.
+        let ih = (oh * g.sh + ki).wrapping_sub(g.ph);
+        let v = if ih < g.h && valid != 0 {
+            // Lane `ow` reads input column `ow + kj − pw`, inside the row
+            // for the enabled lanes `lo ≤ ow < hi`; the pointer may lie
+            // before the row (`kj < pw`), but masked-off lanes are never
+            // read and cannot fault.
+            let p = xp[ih * g.w..].as_ptr().wrapping_add(kj).wrapping_sub(g.pw);
+            // SAFETY: as above: only lanes `lo..hi` are read, all inside
+            // input row `ih` of the plane.
+            unsafe { _mm512_maskz_loadu_ps(valid, p) }
+        } else {
+            _mm512_setzero_ps()
+        };
+        // SAFETY: lanes `0..OW` of `d`, which holds `OW` floats.
+        unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), all, v) };
+    }
 }
 
 /// Adds `dcol: [C·kk, m·OHW]` back onto the input planes: `dx: [m, C, H, W]` (overwritten).

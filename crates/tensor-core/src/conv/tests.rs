@@ -60,8 +60,9 @@ const fn case(
 }
 
 /// Odd sizes, h ≠ w, kh ≠ kw, strides 1–3, padding, groups 1/2/4, depth-wise,
-/// 1×1 (point-wise and grouped FC), batch 1, kernel equal to the padded input.
-const CASES: [Case; 16] = [
+/// 1×1 (point-wise and grouped FC), batch 1, kernel equal to the padded input;
+/// outputs narrower and wider than im2col's narrow-row threshold (16).
+const CASES: [Case; 18] = [
     case(2, 3, 5, (7, 9), (3, 3), (1, 1), (1, 1), 1),
     case(3, 4, 6, (11, 8), (3, 2), (2, 1), (1, 0), 2),
     case(2, 8, 12, (6, 5), (3, 3), (1, 1), (1, 1), 4),
@@ -78,6 +79,8 @@ const CASES: [Case; 16] = [
     case(6, 8, 8, (7, 7), (5, 5), (1, 1), (2, 2), 4),
     case(2, 4, 4, (1, 1), (3, 3), (1, 1), (1, 1), 4),
     case(1, 4, 8, (5, 5), (2, 2), (3, 3), (0, 0), 1),
+    case(2, 3, 4, (5, 18), (3, 3), (1, 1), (1, 1), 1),
+    case(2, 2, 4, (9, 37), (3, 5), (2, 2), (1, 2), 2),
 ];
 
 impl Case {
