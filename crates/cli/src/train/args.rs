@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Epochs to train [default: 4; 3 for the RepMLP nets, which are slower per epoch].
+    /// Epochs to train [default: 4].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Images per training step [default: 64].
@@ -32,7 +32,7 @@ pub struct TrainArgs {
     /// Optimizer [default: adamw].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Peak learning rate, reached after the warm-up [default: 0.001].
+    /// Peak learning rate, reached after the warm-up [default: 0.002; 0.001 for the RepMLP nets].
     #[arg(long, value_name = "LR")]
     pub lr: Option<f64>,
     /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn default_epochs_follow_the_model_and_yield_to_the_flag() {
+    fn default_epochs_are_four_for_every_model_and_yield_to_the_flag() {
         let epochs = |model: &str, flag: Option<usize>| {
             let a = TrainArgs {
                 model: Some(model.into()),
@@ -264,8 +264,24 @@ mod tests {
         };
         assert_eq!(epochs("mixer_tiny", None), 4);
         assert_eq!(epochs("resmlp_tiny", None), 4);
-        assert_eq!(epochs("repmlp_tiny", None), 3);
+        assert_eq!(epochs("repmlp_tiny", None), 4);
         assert_eq!(epochs("repmlp_tiny", Some(5)), 5);
+    }
+
+    #[test]
+    fn default_lr_follows_the_model_and_yields_to_the_flag() {
+        let lr = |model: &str, flag: Option<f64>| {
+            let a = TrainArgs {
+                model: Some(model.into()),
+                lr: flag,
+                ..Default::default()
+            };
+            a.new_recipe().lr
+        };
+        assert_eq!(lr("mixer_tiny", None), 2e-3);
+        assert_eq!(lr("resmlp_tiny", None), 2e-3);
+        assert_eq!(lr("repmlp_tiny", None), 1e-3);
+        assert_eq!(lr("mixer_tiny", Some(5e-4)), 5e-4);
     }
 
     #[test]
