@@ -28,6 +28,16 @@ fn metrics(dir: &Path) -> Vec<allmlp::metrics::EpochMetrics> {
     parse_csv(&text, "metrics.csv").unwrap()
 }
 
+/// Every tensor of the two runs' `last.safetensors`, bit for bit.
+fn assert_same_weights(a: &Path, b: &Path, what: &str) {
+    let a = StateDict::load(a.join("last.safetensors")).unwrap();
+    let b = StateDict::load(b.join("last.safetensors")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (k, t) in a.iter() {
+        assert_eq!(t.to_vec(), b.get(k).unwrap().to_vec(), "{k} differs {what}");
+    }
+}
+
 #[test]
 fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,16 +68,7 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
     };
     run(&resume).unwrap();
 
-    let a = StateDict::load(full.join("last.safetensors")).unwrap();
-    let b = StateDict::load(split.join("last.safetensors")).unwrap();
-    assert_eq!(a.len(), b.len());
-    for (k, t) in a.iter() {
-        assert_eq!(
-            t.to_vec(),
-            b.get(k).unwrap().to_vec(),
-            "{k} differs after resume"
-        );
-    }
+    assert_same_weights(&full, &split, "after resume");
     let (ma, mb) = (metrics(&full), metrics(&split));
     assert_eq!(ma.len(), 3);
     for (x, y) in ma.iter().zip(&mb) {
@@ -109,16 +110,7 @@ fn a_run_resumed_on_another_thread_count_ends_with_the_same_weights() {
             ..TrainArgs::default()
         })
         .unwrap();
-        let a = StateDict::load(full.join("last.safetensors")).unwrap();
-        let b = StateDict::load(split.join("last.safetensors")).unwrap();
-        assert_eq!(a.len(), b.len());
-        for (k, t) in a.iter() {
-            assert_eq!(
-                t.to_vec(),
-                b.get(k).unwrap().to_vec(),
-                "{model}: {k} differs after resuming on 3 threads"
-            );
-        }
+        assert_same_weights(&full, &split, &format!("{model}, resumed on 3 threads"));
     }
 }
 

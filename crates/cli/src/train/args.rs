@@ -253,35 +253,21 @@ mod tests {
     }
 
     #[test]
-    fn default_epochs_are_four_for_every_model_and_yield_to_the_flag() {
-        let epochs = |model: &str, flag: Option<usize>| {
+    fn model_defaults_yield_to_their_flags() {
+        let recipe = |model: &str, epochs: Option<usize>, lr: Option<f64>| {
             let a = TrainArgs {
                 model: Some(model.into()),
-                epochs: flag,
+                epochs,
+                lr,
                 ..Default::default()
             };
-            a.new_recipe().epochs
+            let r = a.new_recipe();
+            (r.epochs, r.lr)
         };
-        assert_eq!(epochs("mixer_tiny", None), 4);
-        assert_eq!(epochs("resmlp_tiny", None), 4);
-        assert_eq!(epochs("repmlp_tiny", None), 4);
-        assert_eq!(epochs("repmlp_tiny", Some(5)), 5);
-    }
-
-    #[test]
-    fn default_lr_follows_the_model_and_yields_to_the_flag() {
-        let lr = |model: &str, flag: Option<f64>| {
-            let a = TrainArgs {
-                model: Some(model.into()),
-                lr: flag,
-                ..Default::default()
-            };
-            a.new_recipe().lr
-        };
-        assert_eq!(lr("mixer_tiny", None), 2e-3);
-        assert_eq!(lr("resmlp_tiny", None), 2e-3);
-        assert_eq!(lr("repmlp_tiny", None), 1e-3);
-        assert_eq!(lr("mixer_tiny", Some(5e-4)), 5e-4);
+        assert_eq!(recipe("mixer_tiny", None, None), (4, 2e-3));
+        assert_eq!(recipe("resmlp_tiny", None, None), (4, 2e-3));
+        assert_eq!(recipe("repmlp_tiny", None, None), (4, 1e-3));
+        assert_eq!(recipe("repmlp_tiny", Some(5), Some(5e-4)), (5, 5e-4));
     }
 
     #[test]
