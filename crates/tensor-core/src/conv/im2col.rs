@@ -89,8 +89,9 @@ fn im2col(g: &Geom, x: &[f32], n0: usize, m: usize, col: &mut [f32]) {
 /// store ([`gather_rows_avx512`]): for narrow outputs with unit column stride
 /// (RepMLP's 7×7 partitions), where the general loop's `memcpy`/`memset`
 /// calls for a few floats each cost more than the copying (`docs/perf.md`).
+#[cfg(target_arch = "x86_64")]
 fn masked_rows_apply(g: &Geom) -> bool {
-    cfg!(target_arch = "x86_64") && g.sw == 1 && g.ow <= 16 && matches!(isa(), Isa::Avx512)
+    g.sw == 1 && g.ow <= 16 && matches!(isa(), Isa::Avx512)
 }
 
 /// One image's part of an im2col row for tap `(ki, kj)`, `OW ≤ 16`, column
@@ -109,7 +110,8 @@ unsafe fn gather_rows_avx512(g: &Geom, xp: &[f32], (ki, kj): (usize, usize), dst
     let valid = lanes(hi) & !lanes(lo);
     let all = lanes(g.ow);
     for (oh, d) in dst.chunks_exact_mut(g.ow).enumerate() {
-        // Rows above the plane wrap to huge indices, which fail the test.
+        // Rows outside the plane fail the test (those above it wrap to huge
+        // indices).
         let ih = (oh * g.sh + ki).wrapping_sub(g.ph);
         let v = if ih < g.h && valid != 0 {
             // Lane `ow` reads input column `ow + kj − pw`, inside the row
