@@ -1,41 +1,18 @@
 //! `allmlp train` end to end on small slices of the embedded Fashion-MNIST subset: learning,
 //! exact resume, divergence, and refusals.
 
+mod common;
+
 use std::path::Path;
 
 use allmlp::commands::CliError;
-use allmlp::layers::state_dict::StateDict;
 use allmlp::metrics::parse_csv;
 use allmlp::train::{TrainArgs, run};
-
-/// A small, fast run: `n` training images in batches of 32, 128 test images, one thread.
-fn small(out: &Path, epochs: usize, n: usize) -> TrainArgs {
-    TrainArgs {
-        dataset: Some("fashion-mnist-subset".into()),
-        epochs: Some(epochs),
-        batch_size: Some(32),
-        warmup_steps: Some(4),
-        train_limit: Some(n),
-        test_limit: Some(128),
-        threads: Some(1),
-        out: Some(out.to_path_buf()),
-        ..TrainArgs::default()
-    }
-}
+use common::{assert_same_weights, small};
 
 fn metrics(dir: &Path) -> Vec<allmlp::metrics::EpochMetrics> {
     let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     parse_csv(&text, "metrics.csv").unwrap()
-}
-
-/// Every tensor of the two runs' `last.safetensors`, bit for bit.
-fn assert_same_weights(a: &Path, b: &Path, what: &str) {
-    let a = StateDict::load(a.join("last.safetensors")).unwrap();
-    let b = StateDict::load(b.join("last.safetensors")).unwrap();
-    assert_eq!(a.len(), b.len());
-    for (k, t) in a.iter() {
-        assert_eq!(t.to_vec(), b.get(k).unwrap().to_vec(), "{k} differs {what}");
-    }
 }
 
 #[test]
@@ -78,40 +55,6 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_weights() {
         );
     }
     assert!(mb.windows(2).all(|w| w[1].seconds >= w[0].seconds));
-}
-
-/// The kernels split work at boundaries that do not depend on the thread count, so a run
-/// interrupted on one thread and resumed on three ends with the weights of an uninterrupted
-/// one-thread run, bit for bit: for the Mixer (GEMMs, LayerNorm, GELU) and for the RepMLP net
-/// (grouped convolutions, BatchNorm statistics, pooling), with every random draw on.
-#[test]
-fn a_run_resumed_on_another_thread_count_ends_with_the_same_weights() {
-    for model in ["mixer_tiny", "repmlp_tiny"] {
-        let dir = tempfile::tempdir().unwrap();
-        let (full, split) = (dir.path().join("full"), dir.path().join("split"));
-        let randomized = |out: &Path| TrainArgs {
-            model: Some(model.into()),
-            mixup: Some(0.2),
-            // RepMLP nets have no stochastic depth.
-            drop_path: (model == "mixer_tiny").then_some(0.1),
-            crop_padding: Some(2),
-            random_erasing: Some(0.25),
-            ..small(out, 2, 96)
-        };
-        run(&randomized(&full)).unwrap();
-        run(&TrainArgs {
-            stop_after: Some(1),
-            ..randomized(&split)
-        })
-        .unwrap();
-        run(&TrainArgs {
-            resume: Some(split.clone()),
-            threads: Some(3),
-            ..TrainArgs::default()
-        })
-        .unwrap();
-        assert_same_weights(&full, &split, &format!("{model}, resumed on 3 threads"));
-    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use allmlp_autograd::tensor_core::{Rng, Tensor};
+use allmlp_autograd::tensor_core::{Rng, Tensor, threads};
 use allmlp_autograd::{Result, Var, no_grad};
 
 /// How a forward pass runs: training (batch statistics, dropout, a tape) or
@@ -101,7 +101,7 @@ pub trait Module: Send + Sync {
     fn visit(&self, prefix: &str, v: &mut dyn Visitor);
 }
 
-/// A boxed module is a module (so `Vec<Box<dyn Module>>` works with [`visit_list`]).
+/// A boxed module is a module (so `Vec<Box<dyn Module>>` works with [`visit_list`](crate::visit_list)).
 impl<M: Module + ?Sized> Module for Box<M> {
     fn forward(&self, x: &Var, ctx: &Ctx) -> Result<Var> {
         (**self).forward(x, ctx)
@@ -120,10 +120,8 @@ impl<M: Module + ?Sized> Module for Box<M> {
 /// hundreds of short parallel regions, that hand-off was about a tenth of the
 /// latency (`docs/perf.md`). Grad mode is switched off on the thread that
 /// runs the forward; the caller's own mode is untouched.
-///
-/// [`threads::install`]: allmlp_autograd::tensor_core::threads::install
 pub fn infer(m: &dyn Module, x: &Tensor) -> Result<Tensor> {
-    allmlp_tensor_core::threads::install(|| {
+    threads::install(|| {
         no_grad(|| {
             m.forward(&Var::constant(x.clone()), &Ctx::eval())
                 .map(|y| y.value())
@@ -193,7 +191,6 @@ mod tests {
     use super::*;
     use crate::Linear;
     use allmlp_autograd::is_grad_enabled;
-    use allmlp_autograd::tensor_core::threads;
 
     /// Records the grad mode its forward saw and where it ran.
     struct Probe {

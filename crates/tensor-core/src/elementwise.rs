@@ -361,8 +361,8 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// d gelu(x)/dx = Φ(x) + x·φ(x).
 ///
-/// φ(x) = e^{−x²/2}/√(2π), and e^{−x²/2} is [`fast_math::erf_and_gauss`]'s
-/// second value at `x/√2`: Φ and φ share one `exp`.
+/// φ(x) = e^{−x²/2}/√(2π), and e^{−x²/2} is the Gaussian factor the A&S
+/// `erf` formula computes anyway at `x/√2`: Φ and φ share one `exp`.
 #[inline(always)]
 pub fn gelu_grad(x: f32) -> f32 {
     let (erf, gauss) = fast_math::erf_and_gauss(x * std::f32::consts::FRAC_1_SQRT_2);

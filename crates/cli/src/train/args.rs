@@ -15,8 +15,8 @@ pub struct TrainArgs {
     /// Registered model to train (see `allmlp models`) [default: mixer_tiny].
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH (PATH/train/<class>/…,
-    /// PATH/test/<class>/…) [default: fashion-mnist].
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…,
+    /// PATH/test/CLASS/…) [default: fashion-mnist].
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<String>,
     /// Directory holding the dataset files. Fashion-MNIST without it: Debian's

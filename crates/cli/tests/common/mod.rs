@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use allmlp::layers::state_dict::StateDict;
+use allmlp::train::TrainArgs;
+
 /// Runs the `allmlp` binary with `args` in `dir`.
 pub fn allmlp(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_allmlp"))
@@ -24,5 +27,30 @@ pub fn assert_fails(o: &Output, what: &[&str]) {
     );
     for w in what {
         assert!(err.contains(w), "expected `{w}` in: {err}");
+    }
+}
+
+/// A small, fast run: `n` training images in batches of 32, 128 test images, one thread.
+pub fn small(out: &Path, epochs: usize, n: usize) -> TrainArgs {
+    TrainArgs {
+        dataset: Some("fashion-mnist-subset".into()),
+        epochs: Some(epochs),
+        batch_size: Some(32),
+        warmup_steps: Some(4),
+        train_limit: Some(n),
+        test_limit: Some(128),
+        threads: Some(1),
+        out: Some(out.to_path_buf()),
+        ..TrainArgs::default()
+    }
+}
+
+/// Every tensor of the two runs' `last.safetensors`, bit for bit.
+pub fn assert_same_weights(a: &Path, b: &Path, what: &str) {
+    let a = StateDict::load(a.join("last.safetensors")).unwrap();
+    let b = StateDict::load(b.join("last.safetensors")).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (k, t) in a.iter() {
+        assert_eq!(t.to_vec(), b.get(k).unwrap().to_vec(), "{k} differs {what}");
     }
 }
