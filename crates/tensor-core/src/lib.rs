@@ -7,6 +7,8 @@ pub mod error;
 mod fast_math;
 mod fill;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

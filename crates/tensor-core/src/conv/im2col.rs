@@ -104,11 +104,11 @@ fn masked_rows_apply(g: &Geom) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_rows_avx512(g: &Geom, xp: &[f32], (ki, kj): (usize, usize), dst: &mut [f32]) {
+    use crate::lanes::first;
     use std::arch::x86_64::*;
-    let lanes = |n: usize| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
     let (lo, hi) = valid_range(g.ow, g.w, kj, g.pw, 1);
-    let valid = lanes(hi) & !lanes(lo);
-    let all = lanes(g.ow);
+    let valid = first(hi) & !first(lo);
+    let all = first(g.ow);
     for (oh, d) in dst.chunks_exact_mut(g.ow).enumerate() {
         // Rows outside the plane fail the test (those above it wrap to huge
         // indices).

@@ -39,12 +39,6 @@ pub(super) struct Tile {
     pub bias: TileBias,
 }
 
-/// Mask of the first `n` (clamped to 16) lanes.
-#[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 { 0xffff } else { (1u16 << n) - 1 }
-}
-
 /// Computes one tile.
 ///
 /// A is read at `a[i·ars + p]` when `DIRECT` (an unpacked row-major A, `i <
@@ -160,7 +154,7 @@ unsafe fn store_edge<const MR: usize, const NV: usize>(acc: [[__m512; NV]; MR], 
                 if 16 * v >= t.cols {
                     break;
                 }
-                let mask = lanes(t.cols - 16 * v);
+                let mask = crate::lanes::first(t.cols - 16 * v);
                 let x = _mm512_mul_ps(alpha, x);
                 // SAFETY: row `i < rows`, columns `16v .. 16v + 16` masked to
                 // `< cols` (of C and of a column bias): masked-off lanes are

@@ -217,7 +217,7 @@ unsafe fn pack_b_rows<const NV: usize>(cols: usize, kc: usize, src: Src, out: *m
     for p in 0..kc {
         for v in 0..NV {
             let n = cols.saturating_sub(16 * v);
-            let mask = if n >= 16 { 0xffff } else { (1u16 << n) - 1 };
+            let mask = crate::lanes::first(n);
             // SAFETY: lanes `< cols - 16v` read row `p`, columns `< cols`;
             // the aligned store is inside `out`'s `kc·NR` floats.
             unsafe {
