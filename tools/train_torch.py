@@ -85,10 +85,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="mixer_tiny")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="default: allmlp's, 5 for resmlp_tiny and 4 for the others")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=None,
-                    help="default: allmlp's, 1e-3 for repmlp_tiny and 2e-3 for the others")
+                    help="default: allmlp's, 4e-3 for resmlp_tiny, 1e-3 for repmlp_tiny "
+                         "and 2e-3 for mixer_tiny")
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--warmup-steps", type=int, default=500)
     ap.add_argument("--label-smoothing", type=float, default=0.1)
@@ -102,8 +104,10 @@ def main():
     ap.add_argument("--stop-after", type=int, default=None,
                     help="stop after this many epochs (the schedule still spans --epochs)")
     a = ap.parse_args()
+    if a.epochs is None:
+        a.epochs = 5 if a.model.startswith("resmlp") else 4
     if a.lr is None:
-        a.lr = 1e-3 if a.model.startswith("repmlp") else 2e-3
+        a.lr = {"resmlp": 4e-3, "repmlp": 1e-3}.get(a.model[:6], 2e-3)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     gen = torch.Generator().manual_seed(a.seed)

@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Epochs to train [default: 4].
+    /// Epochs to train [default: 4; 5 for ResMLP].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Images per training step [default: 64].
@@ -32,7 +32,8 @@ pub struct TrainArgs {
     /// Optimizer [default: adamw].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Peak learning rate, reached after the warm-up [default: 0.002; 0.001 for the RepMLP nets].
+    /// Peak learning rate, reached after the warm-up [default: 0.002; 0.004 for ResMLP, 0.001
+    /// for the RepMLP nets].
     #[arg(long, value_name = "LR")]
     pub lr: Option<f64>,
     /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
@@ -265,7 +266,7 @@ mod tests {
             (r.epochs, r.lr)
         };
         assert_eq!(recipe("mixer_tiny", None, None), (4, 2e-3));
-        assert_eq!(recipe("resmlp_tiny", None, None), (4, 2e-3));
+        assert_eq!(recipe("resmlp_tiny", None, None), (5, 4e-3));
         assert_eq!(recipe("repmlp_tiny", None, None), (4, 1e-3));
         assert_eq!(recipe("repmlp_tiny", Some(5), Some(5e-4)), (5, 5e-4));
     }
