@@ -52,7 +52,7 @@ enum Command {
         sizes: ModelArgs,
     },
     /// Convert a training checkpoint into its deploy (structurally re-parameterized) form
-    /// (RepMLP, RepMLPNet). Not available yet: the conversion is being written.
+    /// (RepMLP, RepMLPNet): BN folded, the Local and Partition Perceptrons merged into the FC.
     Reparam {
         /// Training checkpoint (safetensors) to convert.
         #[arg(long, value_name = "train.safetensors")]

@@ -15,10 +15,10 @@ use super::{CliError, CliResult, options_from_config, truncate_lines};
 pub type Converter = fn(&StateDict, &str, &ModelOptions) -> Result<StateDict, String>;
 
 /// The train → deploy conversion: `allmlp_models::convert_checkpoint`.
-pub fn converter() -> Option<Converter> {
-    Some(|sd, name, opts| {
+pub fn converter() -> Converter {
+    |sd, name, opts| {
         allmlp_models::convert_checkpoint(sd.clone(), name, opts).map_err(|e| e.to_string())
-    })
+    }
 }
 
 /// Reads `weights`, resolves and checks the model, converts with `convert` and writes `output`
@@ -27,7 +27,7 @@ pub fn run(
     weights: &Path,
     output: &Path,
     model: Option<&str>,
-    convert: Option<Converter>,
+    convert: Converter,
 ) -> CliResult<String> {
     let sd = StateDict::load(weights)?;
     let name = crate::checkpoint::model_name(&sd, model, weights)?;
@@ -51,13 +51,6 @@ pub fn run(
     sd.clone()
         .match_expected(expected, Strictness::Strict)
         .map_err(|e| CliError(truncate_lines(&e.to_string(), 20)))?;
-    let Some(convert) = convert else {
-        return Err(CliError(format!(
-            "reparam: the train→deploy conversion is not available yet in this build \
-             (allmlp_models::deploy is pending); checked {} against {name}, nothing written",
-            weights.display()
-        )));
-    };
     let mut deploy = convert(&sd, &name, &opts).map_err(|e| CliError(format!("reparam: {e}")))?;
     if deploy.model().is_none() {
         deploy.set_model(name.clone());
@@ -93,7 +86,7 @@ mod tests {
         Ok(out)
     }
 
-    /// With a converter wired in, its result is written with the model name.
+    /// The converter's result is written with the model name and the training metadata.
     #[test]
     fn a_converter_is_called_and_its_result_saved() {
         let dir = tempfile::tempdir().unwrap();
@@ -107,7 +100,7 @@ mod tests {
         sd.set_metadata("classes", "[\"a\"]");
         sd.save(&w).unwrap();
         let n = sd.len() as f32;
-        run(&w, &o, None, Some(fake)).unwrap();
+        run(&w, &o, None, fake).unwrap();
         let back = StateDict::load(&o).unwrap();
         assert_eq!(back.model(), Some("mixer_tiny"));
         assert_eq!(back.metadata_value("classes"), Some("[\"a\"]"));
