@@ -9,7 +9,7 @@ use allmlp::commands::{self, CliResult, ModelArgs};
 
 /// allmlp: MLP-Mixer, ResMLP, RepMLP and RepMLPNet image classifiers in Rust.
 #[derive(Parser, Debug)]
-#[command(name = "allmlp", version, about, long_about = None, arg_required_else_help = true)]
+#[command(name = "allmlp", version, long_about = None, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -31,8 +31,8 @@ pub struct EvalArgs {
     /// converted from PyTorch).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// Dataset whose test split is evaluated: fashion-mnist, mnist, cifar10, cifar100 or
-    /// folder:PATH (default: the checkpoint's `dataset` metadata, else fashion-mnist). The
+    /// Dataset whose test split is evaluated: fashion-mnist, fashion-mnist-subset, mnist,
+    /// cifar10, cifar100 or folder:PATH (default: the checkpoint's `dataset` metadata, else fashion-mnist). The
     /// inputs get the checkpoint's normalization (else the dataset's default).
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<DatasetSpec>,

@@ -75,8 +75,9 @@ impl Augment {
         }
     }
 
-    /// The default training recipe: random crop with 2 pixels of padding and horizontal flip,
-    /// no erasing.
+    /// Random crop with 2 pixels of padding and horizontal flip, no erasing: what
+    /// `LoaderConfig::train` starts from (`allmlp train`'s default recipe sets its own: flips
+    /// only, `train::Recipe`).
     pub fn standard() -> Self {
         Augment {
             crop_padding: 2,

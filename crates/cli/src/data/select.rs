@@ -76,8 +76,8 @@ impl DatasetSpec {
         }
     }
 
-    /// The normalisation models are trained with on this dataset (training-set statistics;
-    /// ImageNet's for a folder).
+    /// The default normalisation for this dataset (its training-set statistics; ImageNet's for
+    /// a folder, whose own statistics `allmlp train` measures and stores in the checkpoint).
     pub fn normalization(&self) -> Normalization {
         match self {
             DatasetSpec::FashionMnist | DatasetSpec::FashionMnistSubset => {

@@ -15,8 +15,9 @@ pub struct TrainArgs {
     /// Registered model to train (see `allmlp models`) [default: mixer_tiny].
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
-    /// Dataset: fashion-mnist, mnist, cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…,
-    /// PATH/test/CLASS/…) [default: fashion-mnist].
+    /// Dataset: fashion-mnist, fashion-mnist-subset (the embedded 5,000 + 1,000 images), mnist,
+    /// cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…, PATH/test/CLASS/…) [default:
+    /// fashion-mnist].
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<String>,
     /// Directory holding the dataset files. Fashion-MNIST without it: Debian's
@@ -42,7 +43,8 @@ pub struct TrainArgs {
     /// Linear warm-up steps from 0 to --lr [default: 500].
     #[arg(long, value_name = "STEPS")]
     pub warmup_steps: Option<u64>,
-    /// Learning-rate decay after the warm-up, to 0 at the last step [default: cosine].
+    /// Learning-rate decay after the warm-up: cosine or linear to 0 at the last step, or step
+    /// (×0.1 after each third of the steps after the warm-up) [default: cosine].
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
     /// Label smoothing of the training loss [default: 0.1].
@@ -71,7 +73,7 @@ pub struct TrainArgs {
     /// ends with the same weights.
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
-    /// Output directory for metrics.csv, curves.png and the checkpoints [default: runs/MODEL].
+    /// Output directory for metrics.csv, curves.png and the checkpoints [default: the --resume directory, else runs/MODEL].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the run saved in DIR (its recipe; any recipe flag given must agree with it).
