@@ -296,6 +296,17 @@ fn metadata_and_config_round_trip() {
         e.contains("metadata `config`") && e.contains("not valid JSON"),
         "{e}"
     );
+    // Read from a file, the error names the file too.
+    bad.save(&path).unwrap();
+    let e = StateDict::load(&path)
+        .unwrap()
+        .config::<Config>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("{}: metadata `config`", path.display())),
+        "{e}"
+    );
 }
 
 fn four_tensor_file(dir: &Path) -> PathBuf {

@@ -105,8 +105,10 @@ pub enum StateDictError {
     },
     /// A metadata entry cannot be read or written as what was asked (e.g. the `config` entry is
     /// not valid JSON for the requested type).
-    #[error("metadata `{key}`: {problem}")]
+    #[error("{}metadata `{key}`: {problem}", fmt_prefix(.path))]
     Metadata {
+        /// The file the state dict came from, if it came from one.
+        path: Option<PathBuf>,
         /// The metadata key.
         key: String,
         /// What is wrong.

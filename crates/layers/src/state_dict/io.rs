@@ -161,15 +161,15 @@ impl StateDict {
         if !self.metadata.is_empty() {
             header.extend_from_slice(b"\"__metadata__\":");
             header.extend(json(&self.metadata)?);
-            header.push(b',');
         }
-        for (i, (k, info)) in infos.iter().enumerate() {
+        for (k, info) in &infos {
             if k == "__metadata__" {
                 return Err(
                     "a tensor may not be named `__metadata__` (the header's metadata key)".into(),
                 );
             }
-            if i > 0 {
+            // JSON has no trailing commas: one before every entry but the header's first.
+            if header.len() > 1 {
                 header.push(b',');
             }
             header.extend(json(k)?);

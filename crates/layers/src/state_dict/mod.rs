@@ -186,6 +186,7 @@ impl StateDict {
     /// Records `config` as JSON under [`CONFIG_KEY`].
     pub fn set_config<T: Serialize + ?Sized>(&mut self, config: &T) -> Result<()> {
         let json = serde_json::to_string(config).map_err(|e| StateDictError::Metadata {
+            path: self.source.clone(),
             key: CONFIG_KEY.to_string(),
             problem: format!("cannot serialize the config to JSON: {e}"),
         })?;
@@ -203,6 +204,7 @@ impl StateDict {
         serde_json::from_str(json)
             .map(Some)
             .map_err(|e| StateDictError::Metadata {
+                path: self.source.clone(),
                 key: CONFIG_KEY.to_string(),
                 problem: format!("not valid JSON for {}: {e}", std::any::type_name::<T>()),
             })
