@@ -208,10 +208,8 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
     };
     load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
         CliError(truncate_lines(
-            &format!(
-                "{}: {e}\n  (the weights are not a checkpoint of {name} with these sizes)",
-                weights.display()
-            ),
+            // `e` names the file (the state dict was loaded from it).
+            &format!("{e}\n  (the weights are not a checkpoint of {name} with these sizes)"),
             20,
         ))
     })?;

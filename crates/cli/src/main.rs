@@ -31,8 +31,9 @@ enum Command {
         #[command(flatten)]
         sizes: ModelArgs,
     },
-    /// Run a model on a batch of images: reads tensor `input` [N, C, H, W] (f32) from the
-    /// input file and writes tensor `logits` [N, classes] to the output file (safetensors).
+    /// Run a model on a batch of images: reads tensor `input` [N, C, H, W] from the input file
+    /// (f32; other float and integer dtypes are converted to f32, not normalised) and writes
+    /// tensor `logits` [N, classes] to the output file (safetensors).
     Infer {
         /// Registered model name; may be omitted when the weights carry `model` metadata (then
         /// their `config` metadata sets the sizes too).

@@ -1,7 +1,7 @@
 //! `allmlp eval`: the binary on the embedded Fashion-MNIST test subset, and `evaluate` against
 //! an independent computation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use allmlp::checkpoint::{TrainedMeta, trained_state_dict};
 use allmlp::commands::eval::{EvalReport, evaluate};
@@ -12,12 +12,7 @@ use allmlp::models::{Model, ModelOptions, create_model};
 use allmlp::tensor_core::Tensor;
 
 mod common;
-use common::{allmlp, assert_fails};
-
-/// The embedded subset's directory (1,000 test images as gzip IDX).
-fn subset_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset")
-}
+use common::{allmlp, assert_fails, subset_dir, write_idx};
 
 /// The first `n` test images of the embedded subset written as plain IDX files into `dir`
 /// (`t10k-{images-idx3,labels-idx1}-ubyte`), so the binary's runs stay short.
@@ -26,17 +21,7 @@ fn write_test_idx(dir: &Path, n: usize) -> allmlp::data::Dataset {
         .load(Split::Test, Some(&subset_dir()), [1, 28, 28])
         .unwrap()
         .take(n);
-    let mut images = vec![0, 0, 8, 3];
-    for d in [n, 28, 28] {
-        images.extend((d as u32).to_be_bytes());
-    }
-    images.extend(&ds.images);
-    let mut labels = vec![0, 0, 8, 1];
-    labels.extend((n as u32).to_be_bytes());
-    labels.extend(ds.labels.iter().map(|&l| l as u8));
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images).unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    write_idx(dir, "t10k", &ds);
     ds
 }
 
@@ -332,6 +317,23 @@ fn eval_errors_name_the_problem() {
         p,
     );
     assert_fails(&o, &["nodir/cm.png", "does not exist"]);
+    let o = allmlp(
+        &["eval", "--weights", "w.safetensors", "--plot", "cm.jpg"],
+        p,
+    );
+    assert_fails(&o, &["cm.jpg", "ending in .png"]);
+    // A test split with no images: an error, not a 0% accuracy with a 0 loss.
+    write_test_idx(&p.join("empty"), 0);
+    save_mixer(
+        &p.join("f.safetensors"),
+        &ModelOptions::default(),
+        &meta("fashion-mnist"),
+    );
+    let o = allmlp(
+        &["eval", "--weights", "f.safetensors", "--data", "empty"],
+        p,
+    );
+    assert_fails(&o, &["has no images", "nothing to evaluate"]);
     let o = allmlp(
         &["eval", "--weights", "w.safetensors", "--batch-size", "0"],
         p,

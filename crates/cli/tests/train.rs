@@ -6,9 +6,10 @@ mod common;
 use std::path::Path;
 
 use allmlp::commands::CliError;
+use allmlp::layers::state_dict::StateDict;
 use allmlp::metrics::parse_csv;
 use allmlp::train::{TrainArgs, run};
-use common::{assert_same_weights, small};
+use common::{assert_same_weights, small, write_fashion_dir};
 
 fn metrics(dir: &Path) -> Vec<allmlp::metrics::EpochMetrics> {
     let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -164,6 +165,125 @@ fn resume_refuses_a_different_recipe() {
     })
     .unwrap_err();
     assert!(e.0.contains("--lr 0.5"), "{e}");
+}
+
+/// A resume reads the run's own `--data` directory when none is given, and refuses a directory
+/// holding other training images.
+#[test]
+fn a_resume_reads_the_runs_data_and_refuses_other_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, out) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("run"),
+    );
+    write_fashion_dir(&a, 0, 64);
+    write_fashion_dir(&b, 64, 64);
+    run(&TrainArgs {
+        dataset: Some("fashion-mnist".into()),
+        data: Some(a.clone()),
+        train_limit: None,
+        test_limit: None,
+        stop_after: Some(1),
+        ..small(&out, 2, 0)
+    })
+    .unwrap();
+    let resume = |data: Option<&Path>| TrainArgs {
+        resume: Some(out.clone()),
+        data: data.map(Path::to_path_buf),
+        threads: Some(1),
+        ..TrainArgs::default()
+    };
+    let CliError(e) = run(&resume(Some(&b))).unwrap_err();
+    assert!(
+        e.contains("the run was trained on fashion-mnist (64 images 1×28×28")
+            && e.contains("give the run's data with --data"),
+        "{e}"
+    );
+    assert_eq!(metrics(&out).len(), 1, "nothing written on refusal");
+    // Without --data: directory `a` again (Debian's copy or the embedded subset would hold
+    // other images and be refused).
+    run(&resume(None)).unwrap();
+    assert_eq!(metrics(&out).len(), 2);
+}
+
+/// A new run refuses a directory holding any file of a run (not only the resume state), and a
+/// run resumed into another directory carries its best weights so far there.
+#[test]
+fn runs_are_never_overwritten_and_a_resume_elsewhere_keeps_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run(&TrainArgs {
+        stop_after: Some(1),
+        ..small(&a, 2, 64)
+    })
+    .unwrap();
+    std::fs::copy(a.join("last.safetensors"), dir.path().join("kept")).unwrap();
+    let optimizer = std::fs::read(a.join("optimizer.safetensors")).unwrap();
+    std::fs::remove_file(a.join("optimizer.safetensors")).unwrap();
+    let CliError(e) = run(&small(&a, 2, 64)).unwrap_err();
+    assert!(e.contains("already holds a training run"), "{e}");
+    assert_eq!(
+        std::fs::read(a.join("last.safetensors")).unwrap(),
+        std::fs::read(dir.path().join("kept")).unwrap()
+    );
+    std::fs::write(a.join("optimizer.safetensors"), optimizer).unwrap();
+
+    run(&TrainArgs {
+        resume: Some(a.clone()),
+        out: Some(b.clone()),
+        threads: Some(1),
+        ..TrainArgs::default()
+    })
+    .unwrap();
+    let m = metrics(&b);
+    assert_eq!(m.len(), 2);
+    let best_epoch = if m[1].test_acc > m[0].test_acc { 2 } else { 1 };
+    let best = StateDict::load(b.join("best.safetensors")).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(best.metadata_value("epoch").unwrap()).unwrap();
+    assert_eq!(meta, best_epoch, "best.safetensors of {m:?}");
+    if best_epoch == 1 {
+        assert_eq!(
+            std::fs::read(b.join("best.safetensors")).unwrap(),
+            std::fs::read(a.join("best.safetensors")).unwrap()
+        );
+    }
+}
+
+/// Empty splits and the embedded subset given a directory are refused, naming the problem.
+#[test]
+fn empty_or_misplaced_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(TrainArgs, &str)> = vec![
+        (small(dir.path(), 1, 0), "has no images (--train-limit 0)"),
+        (
+            TrainArgs {
+                test_limit: Some(0),
+                ..small(dir.path(), 1, 64)
+            },
+            "has no images (--test-limit 0)",
+        ),
+        (
+            TrainArgs {
+                data: Some(dir.path().to_path_buf()),
+                ..small(dir.path(), 1, 64)
+            },
+            "takes no --data (the subset is embedded in the binary)",
+        ),
+        (
+            TrainArgs {
+                stop_after: Some(0),
+                ..small(dir.path(), 1, 64)
+            },
+            "--stop-after: must be at least 1",
+        ),
+    ];
+    for (args, want) in cases {
+        let CliError(e) = run(&args).unwrap_err();
+        assert!(e.contains(want), "expected `{want}` in: {e}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 /// What CI checks of real learning: a few hundred steps on the embedded subset take the loss

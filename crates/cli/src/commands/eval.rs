@@ -10,7 +10,7 @@ use clap::Args;
 use super::{CliError, CliResult, format_table, thousands};
 use crate::checkpoint::{LoadedModel, TrainedMeta, load_model};
 use crate::data::{Dataset, DatasetSpec, Normalization, Split};
-use crate::plot::canvas::check_parent_dir;
+use crate::plot::canvas::check_png_path;
 use crate::plot::plot_confusion;
 
 /// Default `--batch-size` of `eval`.
@@ -130,8 +130,15 @@ impl Tally {
     }
 }
 
-/// Checks `ds` can be fed to `net`: same image `[C, H, W]` and as many classes as logits.
+/// Checks `ds` can be fed to `net`: at least one image, the same image `[C, H, W]` and as many
+/// classes as logits.
 pub fn check_compatible(net: &dyn Model, ds: &Dataset) -> CliResult<()> {
+    if ds.is_empty() {
+        return Err(CliError(format!(
+            "{} ({}) has no images: there is nothing to evaluate",
+            ds.name, ds.source
+        )));
+    }
     let input = net.input_shape();
     if ds.shape[1..] != input {
         return Err(CliError(format!(
@@ -211,11 +218,9 @@ pub fn choose_dataset(
 /// `eval`: loads the checkpoint and the test split, evaluates, and returns the report as text
 /// (and draws the confusion matrix with `--plot`).
 pub fn run(args: &EvalArgs) -> CliResult<String> {
-    if let Some(t) = args.threads {
-        crate::tensor_core::set_num_threads(t)?;
-    }
+    super::set_threads(args.threads)?;
     if let Some(p) = &args.plot {
-        check_parent_dir(p)?;
+        check_png_path(p)?;
     }
     if args.batch_size == 0 {
         return Err(CliError("--batch-size must be at least 1".into()));

@@ -96,6 +96,17 @@ pub fn options_from_config(config: Option<&Value>) -> ModelOptions {
     o
 }
 
+/// Sets the kernels' thread count from `--threads` (nothing when not given); the error names
+/// the flag.
+pub fn set_threads(threads: Option<usize>) -> CliResult<()> {
+    match threads {
+        Some(0) => Err(CliError("--threads: must be at least 1, got 0".into())),
+        Some(t) => allmlp_tensor_core::threads::set_num_threads(t)
+            .map_err(|e| CliError(format!("--threads {t}: {e}"))),
+        None => Ok(()),
+    }
+}
+
 /// Checks `name` is registered; the error lists every registered name.
 pub fn check_registered(name: &str) -> CliResult<()> {
     let names = allmlp_models::model_names();

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{CliError, CliResult};
 use crate::checkpoint::{LoadedModel, load_model};
-use crate::plot::canvas::check_parent_dir;
+use crate::plot::canvas::check_png_path;
 use crate::plot::{GridLayout, WeightBlock, plot_weight_grid};
 
 /// Blocks drawn when `--blocks` is not given (fewer when the model has fewer).
@@ -113,7 +113,7 @@ pub fn run(args: &VizArgs) -> CliResult<String> {
     if want == 0 {
         return Err(CliError("--blocks must be at least 1".into()));
     }
-    check_parent_dir(&args.out)?;
+    check_png_path(&args.out)?;
     let LoadedModel { name, net, .. } =
         load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let (grid, blocks) = token_mixing_blocks(&name, &*net, want)?;

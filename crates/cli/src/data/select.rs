@@ -104,6 +104,17 @@ impl DatasetSpec {
                 )
             })
         };
+        let no_dir = match self {
+            DatasetSpec::FashionMnistSubset => Some("the subset is embedded in the binary"),
+            DatasetSpec::Folder(_) => Some("the folder is the PATH of folder:PATH"),
+            _ => None,
+        };
+        if let (Some(why), Some(d)) = (no_dir, data) {
+            return Err(DataError::new(
+                self.name(),
+                format!("takes no --data ({why}), got --data {}", d.display()),
+            ));
+        }
         match self {
             DatasetSpec::FashionMnist => {
                 let loc = DataLocation::resolve(data, Path::new(DEBIAN_FASHION_MNIST_DIR));

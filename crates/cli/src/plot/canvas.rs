@@ -105,12 +105,21 @@ impl Canvas {
     }
 }
 
-/// Checks that `path` names a file in an existing directory, before a long computation whose
-/// result is to be written there.
-pub fn check_parent_dir(path: &Path) -> CliResult<()> {
+/// Checks that `path` names a `.png` file (the only format the plots are written in) in an
+/// existing directory, before a long computation whose result is to be written there.
+pub fn check_png_path(path: &Path) -> CliResult<()> {
     if path.file_name().is_none() {
         return Err(CliError(format!(
             "{}: not a file path (it has no file name)",
+            path.display()
+        )));
+    }
+    if !path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(CliError(format!(
+            "{}: plots are written as PNG; give a file name ending in .png",
             path.display()
         )));
     }

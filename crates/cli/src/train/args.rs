@@ -35,10 +35,10 @@ pub struct TrainArgs {
     pub optimizer: Option<OptimizerKind>,
     /// Peak learning rate, reached after the warm-up [default: 0.002; 0.004 for ResMLP, 0.001
     /// for the RepMLP nets].
-    #[arg(long, value_name = "LR")]
+    #[arg(long, value_name = "LR", value_parser = finite::<f64>, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
-    #[arg(long, value_name = "WD")]
+    #[arg(long, value_name = "WD", value_parser = finite::<f64>, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Linear warm-up steps from 0 to --lr [default: 500].
     #[arg(long, value_name = "STEPS")]
@@ -48,13 +48,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
     /// Label smoothing of the training loss [default: 0.1].
-    #[arg(long, value_name = "EPS")]
+    #[arg(long, value_name = "EPS", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Mixup alpha; > 0 turns on mixup alternating with CutMix (alpha 1) [default: 0].
-    #[arg(long, value_name = "ALPHA")]
+    #[arg(long, value_name = "ALPHA", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub mixup: Option<f32>,
     /// Stochastic-depth rate, increasing linearly over the blocks [default: 0].
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub drop_path: Option<f32>,
     /// Random-crop padding in pixels, 0 for none [default: 0].
     #[arg(long, value_name = "PIXELS")]
@@ -63,20 +63,22 @@ pub struct TrainArgs {
     #[arg(long, value_name = "BOOL")]
     pub hflip: Option<bool>,
     /// Random-erasing probability per image [default: 0].
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub random_erasing: Option<f32>,
     /// Seed of initialisation, shuffling, augmentation and dropout [default: 0].
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Compute threads (default: ALLMLP_NUM_THREADS, else all cores). Results do not depend
     /// on it: the kernels split work at fixed boundaries, so a run resumed on another count
     /// ends with the same weights.
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
-    /// Output directory for metrics.csv, curves.png and the checkpoints [default: the --resume directory, else runs/MODEL].
+    /// Output directory for metrics.csv, curves.png and the checkpoints [default: the --resume
+    /// directory, else runs/MODEL].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Continue the run saved in DIR (its recipe; any recipe flag given must agree with it).
+    /// Continue the run saved in DIR: its recipe (any recipe flag given must agree with it) and
+    /// its --data directory (unless another is given; the training images must be the same).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Train on only the first N training images (quick runs and tests).
@@ -93,14 +95,17 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The recipe of a new run: the default recipe with the given flags applied.
-    pub fn new_recipe(&self) -> Recipe {
+    pub fn new_recipe(&self) -> CliResult<Recipe> {
         let model = self.model.as_deref().unwrap_or("mixer_tiny");
         let dataset = self.dataset.as_deref().unwrap_or("fashion-mnist");
         let mut r = Recipe::default_for(model, dataset);
+        let mut result = Ok(());
         self.for_each_flag(|name, v| {
-            set_field(&mut r, name, v);
+            if result.is_ok() {
+                result = set_field(&mut r, name, v);
+            }
         });
-        r
+        result.map(|()| r)
     }
 
     /// Checks the given flags agree with `saved` (the recipe of the run being resumed).
@@ -165,12 +170,29 @@ impl TrainArgs {
     }
 }
 
-/// Sets `name` in `r` from JSON (the field exists and the value has its type by construction).
-fn set_field(r: &mut Recipe, name: &str, v: Value) {
-    let mut j = serde_json::to_value(&*r).unwrap_or_default();
-    j[name] = v;
-    if let Ok(new) = serde_json::from_value(j) {
-        *r = new;
+/// Sets `name` in `r` from JSON. The field exists and the value has its type by construction;
+/// a value JSON cannot carry (a non-finite float, which the flag parsers already refuse) is an
+/// error naming the flag rather than a silently kept default.
+fn set_field(r: &mut Recipe, name: &str, v: Value) -> CliResult<()> {
+    let flag = name.replace('_', "-");
+    let mut j = serde_json::to_value(&*r).map_err(|e| CliError(format!("--{flag}: {e}")))?;
+    j[name] = v.clone();
+    *r = serde_json::from_value(j)
+        .map_err(|e| CliError(format!("--{flag}: cannot use the value {v}: {e}")))?;
+    Ok(())
+}
+
+/// Clap value parser for the recipe's real-valued flags: a finite number (`nan`, `inf` and
+/// values that overflow are refused here, naming the flag; ranges are checked by [`validate`]).
+fn finite<T: std::str::FromStr + Into<f64> + Copy>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let v: T = s.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    if v.into().is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number, got {s}"))
     }
 }
 
@@ -246,7 +268,7 @@ mod tests {
             optimizer: Some(OptimizerKind::Sgd),
             ..Default::default()
         };
-        let r = a.new_recipe();
+        let r = a.new_recipe().unwrap();
         assert_eq!(
             (r.lr, r.hflip, r.optimizer),
             (0.01, false, OptimizerKind::Sgd)
@@ -264,7 +286,7 @@ mod tests {
                 lr,
                 ..Default::default()
             };
-            let r = a.new_recipe();
+            let r = a.new_recipe().unwrap();
             (r.epochs, r.lr)
         };
         assert_eq!(recipe("mixer_tiny", None, None), (4, 2e-3));
@@ -303,5 +325,47 @@ mod tests {
         r.label_smoothing = 0.1;
         r.batch_size = 0;
         assert!(validate(&r).unwrap_err().0.starts_with("--batch-size"));
+    }
+
+    /// What clap hands the recipe: `nan`, `inf` and overflowing values are refused when the
+    /// flags are parsed (a JSON round trip would otherwise turn them into the default), and
+    /// negative numbers reach `validate`'s range checks instead of being taken for flags.
+    #[test]
+    fn real_valued_flags_must_be_finite() {
+        use clap::Parser;
+        #[derive(Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        let parse =
+            |argv: &[&str]| Cli::try_parse_from(std::iter::once("t").chain(argv.iter().copied()));
+        for bad in [
+            ["--lr", "nan"],
+            ["--lr", "inf"],
+            ["--lr", "1e309"],
+            ["--label-smoothing", "NaN"],
+            ["--mixup", "1e39"],
+            ["--drop-path", "nan"],
+            ["--weight-decay", "nan"],
+            ["--random-erasing", "inf"],
+        ] {
+            let e = parse(&bad).unwrap_err().to_string();
+            assert!(e.contains(bad[0]) && e.contains("finite"), "{bad:?}: {e}");
+        }
+        let args = parse(&["--lr", "-1", "--mixup", "0.2"]).unwrap().args;
+        let r = args.new_recipe().unwrap();
+        assert_eq!((r.lr, r.mixup), (-1.0, 0.2));
+        assert!(validate(&r).unwrap_err().0.starts_with("--lr"));
+    }
+
+    /// A value the recipe cannot hold is an error naming the flag, never the kept default.
+    #[test]
+    fn an_unusable_value_is_an_error_not_the_default() {
+        let mut r = Recipe::default_for("mixer_tiny", "fashion-mnist");
+        let e = set_field(&mut r, "label_smoothing", Value::Null)
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("--label-smoothing"), "{e}");
     }
 }

@@ -90,11 +90,10 @@ pub fn train_epoch(
             bar.finish();
             return Err(CliError(format!(
                 "the training loss became {value} at epoch {epoch}, step {} (lr {:.3e}); \
-                 training stopped. The last good checkpoint (end of epoch {}) is kept; try a \
-                 lower --lr or a longer --warmup-steps",
+                 training stopped. {}; try a lower --lr or a longer --warmup-steps",
                 *step,
                 opt.lr(),
-                epoch - 1
+                kept_checkpoint(epoch)
             )));
         }
         loss.backward()?;
@@ -140,4 +139,12 @@ fn count_correct(logits: &Tensor, labels: &[usize]) -> CliResult<usize> {
         .zip(labels)
         .filter(|(p, l)| **p == **l)
         .count())
+}
+
+/// What a run stopped during `epoch` keeps on disk: the files of the epoch before, if any.
+pub(super) fn kept_checkpoint(epoch: usize) -> String {
+    match epoch {
+        0 | 1 => "No checkpoint was written (the first epoch did not finish)".into(),
+        e => format!("The last good checkpoint (end of epoch {}) is kept", e - 1),
+    }
 }

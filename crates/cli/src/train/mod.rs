@@ -51,11 +51,17 @@ const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
 /// Images per forward pass of the per-epoch test evaluation.
 const EVAL_BATCH: usize = 500;
 
+/// The files of a run directory; a new run never writes into a directory holding any of them.
+const RUN_FILES: [&str; 4] = [
+    state::RESUME_FILE,
+    "last.safetensors",
+    "best.safetensors",
+    "metrics.csv",
+];
+
 /// Runs `allmlp train` and returns its final report.
 pub fn run(args: &TrainArgs) -> CliResult<String> {
-    if let Some(t) = args.threads {
-        allmlp_tensor_core::threads::set_num_threads(t)?;
-    }
+    crate::commands::set_threads(args.threads)?;
     let threads = allmlp_tensor_core::threads::num_threads();
     let resumed = match &args.resume {
         Some(dir) => Some(state::load(dir)?),
@@ -66,9 +72,12 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             args.check_resume(&p.recipe)?;
             p.recipe.clone()
         }
-        None => args.new_recipe(),
+        None => args.new_recipe()?,
     };
     args::validate(&recipe)?;
+    if args.stop_after == Some(0) {
+        return Err(CliError("--stop-after: must be at least 1, got 0".into()));
+    }
     let out = args
         .out
         .clone()
@@ -77,15 +86,36 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     let spec: DatasetSpec = recipe.dataset.parse().map_err(CliError)?;
     crate::commands::check_registered(&recipe.model)?;
 
-    if args.resume.is_none() && out.join(state::RESUME_FILE).exists() {
+    let resumed_here = args.resume.as_deref().is_some_and(|r| same_dir(r, &out));
+    if let Some(f) = RUN_FILES.iter().find(|f| out.join(f).exists())
+        && !resumed_here
+    {
         return Err(CliError(format!(
-            "{} already holds a training run ({}); continue it with --resume {0}, or choose \
+            "{} already holds a training run ({f}); continue it with --resume {0}, or choose \
              another --out (nothing was overwritten)",
             out.display(),
-            state::RESUME_FILE
         )));
     }
-    let (train, test, input) = load_data(&spec, args, &recipe)?;
+    // A resumed run reads the data it was trained on: its `--data` unless another is given
+    // (moved files), and the training split must be the same images.
+    let data = args
+        .data
+        .clone()
+        .or_else(|| resumed.as_ref().and_then(|(_, _, p)| p.data.clone()));
+    let (train, test, input) = load_data(&spec, data.as_deref(), &recipe)?;
+    let train_data = train.fingerprint();
+    if let Some(saved) = resumed.as_ref().and_then(|(_, _, p)| p.train_data.as_ref())
+        && *saved != train_data
+    {
+        return Err(CliError(format!(
+            "--resume {}: the run was trained on {} ({saved}), but this invocation finds {} \
+             ({train_data}; {}); give the run's data with --data",
+            args.resume.as_deref().unwrap_or(&out).display(),
+            spec.name(),
+            spec.name(),
+            train.source
+        )));
+    }
     let opts = ModelOptions {
         img_size: Some(input[1]),
         in_chans: Some(input[0]),
@@ -139,6 +169,8 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         metrics: Vec::new(),
         optimizer_scalars: Vec::new(),
         threads,
+        data: None,
+        train_data: None,
     };
     if let Some((model_sd, optim_state, p)) = resumed {
         load_state_dict(net.as_ref(), model_sd, Strictness::Strict)?;
@@ -146,8 +178,20 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         progress = p;
         progress.threads = threads;
     }
+    progress.data = data;
+    progress.train_data = Some(train_data);
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
+    // Resumed into another directory: it starts with the run's best weights so far, which a
+    // later epoch replaces only if it is better.
+    if let Some(from) = args.resume.as_deref().filter(|_| !resumed_here) {
+        let best = from.join("best.safetensors");
+        if best.is_file() {
+            let bytes = std::fs::read(&best)
+                .map_err(|e| CliError(format!("cannot read {}: {e}", best.display())))?;
+            write_atomic(&out.join("best.safetensors"), &bytes)?;
+        }
+    }
 
     // A folder's statistics are measured on its training split (they go into the checkpoint).
     let norm = match spec {
@@ -203,9 +247,9 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         if !test_loss.is_finite() {
             return Err(CliError(format!(
                 "the test loss after epoch {epoch} is {test_loss} (the model's outputs are not \
-                 finite) although training stayed finite; training stopped. The last good \
-                 checkpoint (end of epoch {}) is kept; try a lower --lr",
-                epoch - 1
+                 finite) although training stayed finite; training stopped. {}; try a lower \
+                 --lr",
+                epoch::kept_checkpoint(epoch)
             )));
         }
         let m = EpochMetrics {
@@ -260,17 +304,25 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     })
 }
 
-/// Loads the training and test splits and the input shape `[C, H, W]` models get.
+/// Whether `a` and `b` name the same directory (compared as given when either does not exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Loads the training and test splits (from `data`, else the dataset's default place) and the
+/// input shape `[C, H, W]` models get. Either split being empty is an error.
 fn load_data(
     spec: &DatasetSpec,
-    args: &TrainArgs,
+    data: Option<&Path>,
     recipe: &Recipe,
 ) -> CliResult<(Dataset, Dataset, [usize; 3])> {
     let input = match spec.image_shape() {
         Some(s) => s,
         None => create_model(&recipe.model, &ModelOptions::default())?.input_shape(),
     };
-    let data = args.data.as_deref();
     let load = |split| {
         spec.load(split, data, input)
             .map_err(|e| CliError(e.to_string()))
@@ -282,6 +334,22 @@ fn load_data(
     }
     if let Some(n) = recipe.test_limit {
         test = test.take(n);
+    }
+    for (ds, limit, flag) in [
+        (&train, recipe.train_limit, "--train-limit"),
+        (&test, recipe.test_limit, "--test-limit"),
+    ] {
+        if ds.is_empty() {
+            let why = if limit == Some(0) {
+                format!(" ({flag} 0)")
+            } else {
+                String::new()
+            };
+            return Err(CliError(format!(
+                "{} ({}) has no images{why}",
+                ds.name, ds.source
+            )));
+        }
     }
     if train.classes != test.classes {
         return Err(CliError(format!(

@@ -41,6 +41,13 @@ pub struct Progress {
     pub optimizer_scalars: Vec<(String, f64)>,
     /// Compute threads the run used.
     pub threads: usize,
+    /// The run's `--data` directory: a resume without `--data` reads the same one.
+    #[serde(default)]
+    pub data: Option<std::path::PathBuf>,
+    /// The training split's [`crate::data::Dataset::fingerprint`]: a resume must find the same
+    /// training data (absent in state files written before it existed).
+    #[serde(default)]
+    pub train_data: Option<String>,
 }
 
 /// Writes `dir/optimizer.safetensors` atomically from the model's state dict, the optimizer's

@@ -54,3 +54,43 @@ pub fn assert_same_weights(a: &Path, b: &Path, what: &str) {
         assert_eq!(t.to_vec(), b.get(k).unwrap().to_vec(), "{k} differs {what}");
     }
 }
+
+/// The embedded Fashion-MNIST subset's directory (gzip IDX).
+pub fn subset_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset")
+}
+
+/// Writes `ds` (28×28 grey images) into `dir` as the plain IDX pair of Fashion-MNIST's
+/// `prefix` split (`train` or `t10k`), creating `dir`.
+pub fn write_idx(dir: &Path, prefix: &str, ds: &allmlp::data::Dataset) {
+    let n = ds.len();
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n, 28, 28] {
+        images.extend((d as u32).to_be_bytes());
+    }
+    images.extend(&ds.images);
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    labels.extend(ds.labels.iter().map(|&l| l as u8));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+}
+
+/// A Fashion-MNIST directory of `n` training images of the embedded subset starting at
+/// `first` and its first 64 test images.
+pub fn write_fashion_dir(dir: &Path, first: usize, n: usize) {
+    use allmlp::data::{DatasetSpec, Split};
+    let load = |split| {
+        DatasetSpec::FashionMnist
+            .load(split, Some(&subset_dir()), [1, 28, 28])
+            .unwrap()
+    };
+    let mut train = load(Split::Train);
+    let px = train.image_len();
+    train.images = train.images[first * px..(first + n) * px].to_vec();
+    train.labels = train.labels[first..first + n].to_vec();
+    train.shape[0] = n;
+    write_idx(dir, "train", &train);
+    write_idx(dir, "t10k", &load(Split::Test).take(64));
+}
