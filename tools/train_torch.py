@@ -92,7 +92,8 @@ def main():
                     help="default: allmlp's, 4e-3 for resmlp_tiny, 1e-3 for repmlp_tiny "
                          "and 2e-3 for mixer_tiny")
     ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--warmup-steps", type=int, default=500)
+    ap.add_argument("--warmup-steps", type=int, default=None,
+                    help="default: 500, at most a quarter of the run (allmlp's Recipe::warmup)")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--crop-padding", type=int, default=0)
     ap.add_argument("--hflip", type=lambda s: s.lower() == "true", default=True)
@@ -127,7 +128,8 @@ def main():
                              {"params": decay, "weight_decay": a.weight_decay}], lr=a.lr)
     steps_per_epoch = len(xtr) // a.batch_size
     total = steps_per_epoch * a.epochs
-    warm = min(a.warmup_steps, total - 1)
+    warm = min(500, total // 4) if a.warmup_steps is None else a.warmup_steps
+    warm = min(warm, total - 1)
 
     def lr_at(s):
         if s < warm:

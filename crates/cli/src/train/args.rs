@@ -40,7 +40,8 @@ pub struct TrainArgs {
     /// Weight decay; biases, norms, affine and layer-scale parameters get none [default: 0.05].
     #[arg(long, value_name = "WD", value_parser = finite::<f64>, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Linear warm-up steps from 0 to --lr [default: 500].
+    /// Linear warm-up steps from 0 to --lr, at most all but the last step [default: 500, at most
+    /// a quarter of the run].
     #[arg(long, value_name = "STEPS")]
     pub warmup_steps: Option<u64>,
     /// Learning-rate decay after the warm-up: cosine or linear to 0 at the last step, or step
@@ -357,6 +358,26 @@ mod tests {
         let r = args.new_recipe().unwrap();
         assert_eq!((r.lr, r.mixup), (-1.0, 0.2));
         assert!(validate(&r).unwrap_err().0.starts_with("--lr"));
+    }
+
+    /// The default warm-up is 500 steps but at most a quarter of the run (so a run on the
+    /// embedded subset decays); a given --warmup-steps is kept, up to all but the last step.
+    #[test]
+    fn the_default_warmup_fits_the_run_and_a_given_one_is_kept() {
+        let r = TrainArgs::default().new_recipe().unwrap();
+        assert_eq!(r.warmup_steps, None);
+        // Four epochs of the full set at batch 64, and of the 5,000-image subset.
+        assert_eq!(
+            (r.warmup(4 * 937), r.warmup(4 * 78), r.warmup(1)),
+            (500, 78, 0)
+        );
+        let given = TrainArgs {
+            warmup_steps: Some(200),
+            ..Default::default()
+        }
+        .new_recipe()
+        .unwrap();
+        assert_eq!((given.warmup(312), given.warmup(100)), (200, 99));
     }
 
     /// A value the recipe cannot hold is an error naming the flag, never the kept default.

@@ -44,8 +44,9 @@ pub struct Recipe {
     pub lr: f64,
     /// Weight decay (not applied to biases, norms, affine and layer-scale parameters).
     pub weight_decay: f64,
-    /// Linear warm-up steps from 0 to `lr`.
-    pub warmup_steps: u64,
+    /// Linear warm-up steps from 0 to `lr`; `None`: [`DEFAULT_WARMUP_STEPS`], at most a quarter
+    /// of the run ([`Recipe::warmup`]).
+    pub warmup_steps: Option<u64>,
     /// Decay after the warm-up.
     pub schedule: ScheduleKind,
     /// Label smoothing of the training loss.
@@ -69,6 +70,9 @@ pub struct Recipe {
     #[serde(default)]
     pub test_limit: Option<usize>,
 }
+
+/// Warm-up steps of the default recipe, in runs of at least four times as many steps.
+pub const DEFAULT_WARMUP_STEPS: u64 = 500;
 
 /// Default peak learning rate for `model`, chosen on four-epoch runs of the tiny models
 /// (docs/results.md): 4e-3 for ResMLP (`resmlp_tiny` 87.98% at 1e-3, 89.74% at 2e-3, 90.51% at
@@ -97,7 +101,7 @@ impl Recipe {
     /// Fashion-MNIST), chosen to fit 15 minutes on two cores for each tiny model:
     /// [`default_epochs`] (4; 5 for ResMLP), batch 64, AdamW at [`default_lr`] (2e-3; 4e-3 for
     /// ResMLP, 1e-3 for the RepMLP nets) and weight decay
-    /// 0.05, 500 warm-up steps then cosine to 0, label smoothing 0.1, horizontal flips only
+    /// 0.05, 500 warm-up steps (at most a quarter of the run) then cosine to 0, label smoothing 0.1, horizontal flips only
     /// (random crops slow such a short run down). docs/results.md has what it reaches.
     pub fn default_for(model: &str, dataset: &str) -> Recipe {
         Recipe {
@@ -108,7 +112,7 @@ impl Recipe {
             optimizer: OptimizerKind::Adamw,
             lr: default_lr(model),
             weight_decay: 0.05,
-            warmup_steps: 500,
+            warmup_steps: None,
             schedule: ScheduleKind::Cosine,
             label_smoothing: 0.1,
             mixup: 0.0,
@@ -120,6 +124,15 @@ impl Recipe {
             train_limit: None,
             test_limit: None,
         }
+    }
+
+    /// Warm-up steps of a run of `total_steps`: the recipe's, or by default
+    /// [`DEFAULT_WARMUP_STEPS`] but at most a quarter of the run, so that a short run (say, on
+    /// the embedded 5,000-image subset) still decays. Either way at most all but the last step.
+    pub fn warmup(&self, total_steps: u64) -> u64 {
+        self.warmup_steps
+            .unwrap_or(DEFAULT_WARMUP_STEPS.min(total_steps / 4))
+            .min(total_steps.saturating_sub(1))
     }
 
     /// Steps per epoch for `n` training images (the last partial batch is dropped, as with
