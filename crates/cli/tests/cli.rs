@@ -193,6 +193,20 @@ fn info_totals_equal_the_parameter_count() {
         &allmlp(&["info", "--model", "mixer_zz"], dir.path()),
         &["unknown model `mixer_zz`", "mixer_tiny"],
     );
+    // Sizes no memory can hold: an error naming the shape, not a "capacity overflow" panic.
+    assert_fails(
+        &allmlp(
+            &[
+                "info",
+                "--model",
+                "mixer_tiny",
+                "--num-classes",
+                "36028797018963968",
+            ],
+            dir.path(),
+        ),
+        &["[36028797018963968, 128]"],
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Fan-in/fan-out follow `torch.nn.init._calculate_fan_in_and_fan_out`: for a
 //! weight `[out, in, k…]`, `fan_in = in·Πk`, `fan_out = out·Πk`.
 
+use allmlp_autograd::tensor_core::error::checked_numel;
 use allmlp_autograd::tensor_core::{Result, Rng, Tensor, TensorError};
 
 /// `(fan_in, fan_out)` of a weight shape (rank ≥ 2).
@@ -56,9 +57,15 @@ pub fn trunc_normal(
             format!("need a < b and std > 0, got [{a}, {b}], std {std}"),
         ));
     }
-    let n: usize = shape.iter().product();
+    let n = checked_numel("trunc_normal", shape)?;
     let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(n);
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        TensorError::arg(
+            "trunc_normal",
+            format!("cannot allocate {n} values for {shape:?}"),
+        )
+    })?;
     while v.len() < n {
         let x = mean as f64 + std as f64 * rng.normal();
         if x >= a as f64 && x <= b as f64 {
@@ -94,7 +101,8 @@ pub fn orthogonal(shape: &[usize], gain: f32, seed: u64) -> Result<Tensor> {
         ));
     }
     let rows = shape[0];
-    let cols: usize = shape[1..].iter().product();
+    let cols = checked_numel("orthogonal", &shape[1..])?;
+    checked_numel("orthogonal", shape)?;
     // Orthonormalise the shorter side's vectors with modified Gram–Schmidt in f64.
     let (m, n) = if rows < cols {
         (cols, rows)
@@ -135,6 +143,14 @@ pub fn orthogonal(shape: &[usize], gain: f32, seed: u64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shapes too large for memory are errors, not overflow or allocation panics.
+    #[test]
+    fn impossible_shapes_are_errors() {
+        assert!(lecun_normal(&[128, 3 << 52, 4, 4], 0).is_err());
+        assert!(trunc_normal(&[1 << 62], 0.0, 1.0, -2.0, 2.0, 0).is_err());
+        assert!(orthogonal(&[4, 1 << 40, 1 << 40], 1.0, 0).is_err());
+    }
 
     #[test]
     fn bounds_and_moments() {

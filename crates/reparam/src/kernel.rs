@@ -15,7 +15,7 @@
 //! # Ok::<(), allmlp_tensor_core::TensorError>(())
 //! ```
 
-use allmlp_tensor_core::error::fmt_shape;
+use allmlp_tensor_core::error::{checked_numel, fmt_shape};
 use allmlp_tensor_core::{Result, Tensor, TensorError};
 
 /// Checks `kernel: [O, C/g, k, k]` with `k` odd; returns `(O, C/g, k)`.
@@ -53,7 +53,7 @@ pub fn pad_kernel(kernel: &Tensor, target: usize) -> Result<Tensor> {
     let off = (target - k) / 2;
     let src = kernel.contiguous();
     let src = src.as_slice().expect("contiguous");
-    let mut dst = vec![0.0f32; o * cg * target * target];
+    let mut dst = vec![0.0f32; checked_numel(OP, &[o, cg, target, target])?];
     for (plane, s) in src.chunks_exact(k * k).enumerate() {
         let d = &mut dst[plane * target * target..(plane + 1) * target * target];
         for i in 0..k {

@@ -23,7 +23,7 @@
 //! # Ok::<(), allmlp_tensor_core::TensorError>(())
 //! ```
 
-use allmlp_tensor_core::error::fmt_shape;
+use allmlp_tensor_core::error::{checked_numel, fmt_shape};
 use allmlp_tensor_core::{Result, Tensor, TensorError};
 
 use crate::bn::{BnParams, fuse_bn};
@@ -61,7 +61,7 @@ pub fn identity_kernel(channels: usize, groups: usize, k: usize) -> Result<Tenso
         return Err(TensorError::arg(OP, format!("k must be odd, got k = {k}")));
     }
     let cg = channels / groups;
-    let mut v = vec![0.0f32; channels * cg * k * k];
+    let mut v = vec![0.0f32; checked_numel(OP, &[channels, cg, k, k])?];
     for i in 0..channels {
         v[((i * cg + i % cg) * k + k / 2) * k + k / 2] = 1.0;
     }

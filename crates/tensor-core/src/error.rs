@@ -84,13 +84,16 @@ pub fn fmt_shape(shape: &[usize]) -> String {
     format!("{shape:?}")
 }
 
-/// Product of the dimensions, or an [`TensorError::Overflow`] naming `op`.
+/// Product of the dimensions, or an [`TensorError::Overflow`] naming `op` when it overflows or
+/// when as many f32 values would not fit in memory's address range (`isize::MAX` bytes, Rust's
+/// limit for one allocation, which would otherwise panic with "capacity overflow").
 pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
     shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize / std::mem::size_of::<f32>())
         .ok_or_else(|| TensorError::Overflow {
             op,
-            what: format!("the element count of shape {}", fmt_shape(shape)),
+            what: format!("the element count of shape {} (as f32)", fmt_shape(shape)),
         })
 }

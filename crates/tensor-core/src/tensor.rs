@@ -292,6 +292,14 @@ mod tests {
             "{e}"
         );
         assert!(Tensor::zeros(&[usize::MAX, 3]).is_err());
+        // 2^62 elements fit usize but not one allocation of f32 (Rust would panic with
+        // "capacity overflow"): an error naming the op.
+        for e in [
+            Tensor::zeros(&[1 << 55, 128]).unwrap_err(),
+            Tensor::randn(&[1 << 31, 1 << 31], 0.0, 1.0, 0).unwrap_err(),
+        ] {
+            assert!(e.to_string().contains("(as f32)"), "{e}");
+        }
         assert!(t.get(&[2, 0]).is_err());
         assert!(t.item().is_err());
         assert_eq!(Tensor::scalar(3.0).item().unwrap(), 3.0);

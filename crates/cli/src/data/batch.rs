@@ -59,7 +59,7 @@ impl Normalization {
     pub fn from_dataset(ds: &Dataset) -> Result<Normalization> {
         ds.validate()?;
         let [n, c, h, w] = ds.shape;
-        if n == 0 || h * w == 0 {
+        if n == 0 || c * h * w == 0 {
             return Err(DataError::new(
                 &ds.name,
                 "no pixels to compute statistics from",

@@ -95,6 +95,19 @@ pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
     if img.width() == 0 || img.height() == 0 {
         return Err(DataError::new(show(path), "the image is empty (0 pixels)"));
     }
+    let [_, h, w] = input;
+    let (nw, nh) = cover_size(img.width(), img.height(), h, w);
+    if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
+        return Err(DataError::new(
+            show(path),
+            format!(
+                "the image is {}×{} pixels: scaled to cover {w}×{h} it would be {nw}×{nh}, over \
+                 the {MAX_RESIZED_PIXELS} pixels allowed (its aspect ratio is too extreme)",
+                img.width(),
+                img.height()
+            ),
+        ));
+    }
     Ok(to_chw(&img, input))
 }
 
@@ -103,7 +116,7 @@ pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
 ///
 /// # Panics
 /// When `C` is not 1 or 3, or the image or `input` has a zero side ([`load_image_file`] checks).
-pub fn to_chw(img: &DynamicImage, [c, h, w]: [usize; 3]) -> Vec<u8> {
+pub(crate) fn to_chw(img: &DynamicImage, [c, h, w]: [usize; 3]) -> Vec<u8> {
     let rgb = img.to_rgb8();
     match c {
         1 => {
@@ -136,22 +149,33 @@ fn check_input(what: &Path, [c, h, w]: [usize; 3]) -> Result<()> {
     Ok(())
 }
 
+/// Most pixels an image may be scaled to before its centre crop (2^26: a 64-megapixel
+/// intermediate; a 1 × 10,000,000 strip scaled to cover 28 × 28 would need 7.8 billion).
+const MAX_RESIZED_PIXELS: u64 = 1 << 26;
+
+/// The smallest `(width, height)` with the image's aspect ratio (rounded down) that covers
+/// `h × w`.
+fn cover_size(iw: u32, ih: u32, h: usize, w: usize) -> (u64, u64) {
+    let (h, w) = (h as u64, w as u64);
+    let (iw, ih) = (u64::from(iw), u64::from(ih));
+    // Scale h/ih ≥ w/iw: the height decides; ⌊h·iw/ih⌋ ≥ w then.
+    if h * iw >= w * ih {
+        (h * iw / ih, h)
+    } else {
+        (w, w * ih / iw)
+    }
+}
+
 /// Resized (bilinear, aspect kept) to the smallest size covering `h × w`, then the centre
 /// `h × w`.
 fn resize_crop<P>(img: &ImageBuffer<P, Vec<u8>>, h: usize, w: usize) -> ImageBuffer<P, Vec<u8>>
 where
     P: Pixel<Subpixel = u8> + 'static,
 {
+    let (nw, nh) = cover_size(img.width(), img.height(), h, w);
     let (h, w) = (h as u64, w as u64);
-    let (iw, ih) = (u64::from(img.width()), u64::from(img.height()));
-    // Scale h/ih ≥ w/iw: the height decides; ⌊h·iw/ih⌋ ≥ w then.
-    let (nw, nh) = if h * iw >= w * ih {
-        (h * iw / ih, h)
-    } else {
-        (w, w * ih / iw)
-    };
     let resized;
-    let src = if (nw, nh) == (iw, ih) {
+    let src = if (nw, nh) == (u64::from(img.width()), u64::from(img.height())) {
         img
     } else {
         resized = image::imageops::resize(img, nw as u32, nh as u32, FilterType::Triangle);

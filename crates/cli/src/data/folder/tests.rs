@@ -171,6 +171,16 @@ fn single_image_file_and_its_errors() {
             .contains("2 channels")
     );
     assert!(load_image_file(&p, [3, 0, 4]).is_err());
+    // A 100,000 × 1 strip: covering 28 × 28 would take a 2.8M × 28 intermediate.
+    let strip = dir.path().join("strip.png");
+    save(&rgb_image(100_000, 1, pattern(3)), &strip, ImageFormat::Png);
+    let e = load_image_file(&strip, [1, 28, 28])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("strip.png") && e.contains("2800000×28") && e.contains("aspect ratio"),
+        "{e}"
+    );
 }
 
 #[test]
