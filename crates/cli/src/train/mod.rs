@@ -178,7 +178,8 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         progress = p;
         progress.threads = threads;
     }
-    progress.data = data;
+    // Absolute, so that a resume from another working directory finds it.
+    progress.data = data.map(|d| d.canonicalize().unwrap_or(d));
     progress.train_data = Some(train_data);
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
