@@ -131,6 +131,13 @@ fn bad_requests_are_refused_with_the_reason() {
         ),
         (
             TrainArgs {
+                epochs: Some(usize::MAX),
+                ..small(dir.path(), 1, 64)
+            },
+            "overflows the step count",
+        ),
+        (
+            TrainArgs {
                 resume: Some(dir.path().join("nothing")),
                 ..TrainArgs::default()
             },

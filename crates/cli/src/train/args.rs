@@ -215,6 +215,10 @@ mod erased {
     }
 }
 
+/// Largest `--crop-padding` (pixels): far beyond any image's size, small enough for the crop
+/// offsets' signed arithmetic.
+const MAX_CROP_PADDING: usize = 1 << 16;
+
 /// Checks the recipe's values are usable; the error names the flag.
 pub fn validate(r: &Recipe) -> CliResult<()> {
     let err = |flag: &str, msg: String| Err(CliError(format!("--{flag}: {msg}")));
@@ -246,6 +250,12 @@ pub fn validate(r: &Recipe) -> CliResult<()> {
         return err(
             "drop-path",
             format!("must be in [0, 1), got {}", r.drop_path),
+        );
+    }
+    if r.crop_padding > MAX_CROP_PADDING {
+        return err(
+            "crop-padding",
+            format!("must be at most {MAX_CROP_PADDING}, got {}", r.crop_padding),
         );
     }
     if !(0.0..=1.0).contains(&r.random_erasing) {
@@ -326,6 +336,9 @@ mod tests {
         r.label_smoothing = 0.1;
         r.batch_size = 0;
         assert!(validate(&r).unwrap_err().0.starts_with("--batch-size"));
+        r.batch_size = 64;
+        r.crop_padding = usize::MAX;
+        assert!(validate(&r).unwrap_err().0.starts_with("--crop-padding"));
     }
 
     /// What clap hands the recipe: `nan`, `inf` and overflowing values are refused when the

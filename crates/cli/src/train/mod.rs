@@ -158,7 +158,16 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             train.len()
         )));
     }
-    let total_steps = (steps_per_epoch * recipe.epochs) as u64;
+    let total_steps = steps_per_epoch
+        .checked_mul(recipe.epochs)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| {
+            CliError(format!(
+                "--epochs {}: {steps_per_epoch} steps per epoch over so many epochs overflows \
+                 the step count",
+                recipe.epochs
+            ))
+        })?;
     let schedule = build_schedule(&recipe, total_steps)?;
 
     let mut progress = state::Progress {
@@ -227,7 +236,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     let start = Instant::now();
     let base_seconds = progress.seconds;
     let last_epoch = match args.stop_after {
-        Some(n) => (progress.epoch + n).min(recipe.epochs),
+        Some(n) => progress.epoch.saturating_add(n).min(recipe.epochs),
         None => recipe.epochs,
     };
     while progress.epoch < last_epoch {
