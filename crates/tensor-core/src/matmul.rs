@@ -5,7 +5,7 @@
 //! passed to the GEMM as is, without a copy. Batch dimensions broadcast; a
 //! broadcast operand (e.g. a weight shared by every image) gets batch stride 0.
 
-use crate::error::fmt_shape;
+use crate::error::{checked_numel, fmt_shape};
 use crate::gemm::{Backend, FreshEpilogue, MatRef, gemm_batched_fresh_with};
 use crate::shape_ops::broadcast_shapes;
 use crate::{Result, Tensor, TensorError};
@@ -132,10 +132,14 @@ impl Tensor {
                     format!("{} × {}", fmt_shape(self.shape()), fmt_shape(rhs.shape())),
                 )
             })?;
-        let nb: usize = batch.iter().product();
-        let oa = Operand::new(&a, &batch);
-        let ob = Operand::new(&b, &batch);
+        let nb = checked_numel(OP, &batch)?;
+        // The output and, at worst (a partially broadcast batch is materialised), each operand.
+        for dims in [[nb, m, n], [nb, m, k], [nb, k, n]] {
+            checked_numel(OP, &dims)?;
+        }
         let out = if nb > 0 && m > 0 && n > 0 {
+            let oa = Operand::new(&a, &batch);
+            let ob = Operand::new(&b, &batch);
             let am = MatRef::new(oa.data(), m, k, oa.rs, oa.cs)?;
             let bm = MatRef::new(ob.data(), k, n, ob.rs, ob.cs)?;
             let (sa, sb) = (oa.batch_stride, ob.batch_stride);
@@ -158,6 +162,18 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An empty product over a batch too large to materialise is empty, not a panic; a
+    /// non-empty one that large is an error.
+    #[test]
+    fn huge_broadcast_batches_are_empty_or_errors() {
+        let a = Tensor::zeros(&[3, 1, 1, 1]).unwrap();
+        let b = Tensor::zeros(&[1, 1 << 62, 1, 0]).unwrap();
+        let e = a.matmul(&b).unwrap_err().to_string();
+        assert!(e.contains("matmul"), "{e}");
+        let b = Tensor::zeros(&[1, 1 << 40, 1, 0]).unwrap();
+        assert_eq!(a.matmul(&b).unwrap().shape(), [3, 1 << 40, 1, 0]);
+    }
 
     fn naive(a: &Tensor, b: &Tensor) -> Vec<f64> {
         // a: [B, m, k], b: [B, k, n] after explicit broadcasting by the caller.
