@@ -48,8 +48,8 @@ use crate::plot::{plot_curves, write_atomic};
 /// (`[1, 1, C]`) and any layer scale.
 const NO_DECAY: &[&str] = &["*.alpha", "*.beta", "*.gamma", "*ls1*", "*ls2*"];
 
-/// Images per forward pass of the per-epoch test evaluation.
-const EVAL_BATCH: usize = 500;
+/// Images per forward pass of the per-epoch test evaluation (see the constant's note).
+const EVAL_BATCH: usize = crate::commands::eval::DEFAULT_BATCH;
 
 /// The files of a run directory; a new run never writes into a directory holding any of them.
 const RUN_FILES: [&str; 4] = [
