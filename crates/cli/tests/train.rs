@@ -138,6 +138,13 @@ fn bad_requests_are_refused_with_the_reason() {
         ),
         (
             TrainArgs {
+                threads: Some(0),
+                ..small(dir.path(), 1, 64)
+            },
+            "--threads 0: set_num_threads: invalid argument: thread count must be at least 1",
+        ),
+        (
+            TrainArgs {
                 resume: Some(dir.path().join("nothing")),
                 ..TrainArgs::default()
             },

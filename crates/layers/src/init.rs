@@ -59,13 +59,7 @@ pub fn trunc_normal(
     }
     let n = checked_numel("trunc_normal", shape)?;
     let mut rng = Rng::new(seed);
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        TensorError::arg(
-            "trunc_normal",
-            format!("cannot allocate {n} values for {shape:?}"),
-        )
-    })?;
+    let mut v = Vec::with_capacity(n);
     while v.len() < n {
         let x = mean as f64 + std as f64 * rng.normal();
         if x >= a as f64 && x <= b as f64 {

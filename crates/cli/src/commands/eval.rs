@@ -14,12 +14,11 @@ use crate::plot::canvas::check_png_path;
 use crate::plot::plot_confusion;
 
 /// Default `--batch-size` of `eval`, and the batch of `train`'s per-epoch evaluation. Small
-/// batches are faster here: a batch's activations of tens of MB (e.g. 500 × 49 × 512 floats)
-/// come from fresh memory maps in the kernel threads' allocator arenas, so every batch faults
-/// its pages in again. Evaluating the 10,000 Fashion-MNIST test images with a trained
+/// batches are faster here: at batch 500 the activations (tens of MB) are faulted in afresh
+/// for every batch. Evaluating the 10,000 Fashion-MNIST test images with a trained
 /// `resmlp_tiny` (`allmlp eval --threads 2`, three interleaved runs): batch 500 9.6–10.4 s wall,
-/// 2.7–3.6 s of it system time; batch 64 7.4–7.6 s, 0.3 s system. The result does not depend
-/// on the batch.
+/// 2.7–3.6 s of it system time; batch 64 7.4–7.6 s, 0.3 s system (docs/perf.md, "The
+/// per-epoch evaluation"). The result does not depend on the batch.
 pub const DEFAULT_BATCH: usize = 64;
 
 /// Above this many classes the text confusion matrix is replaced by the most frequent
@@ -38,8 +37,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// Dataset whose test split is evaluated: fashion-mnist, fashion-mnist-subset, mnist,
-    /// cifar10, cifar100 or folder:PATH (default: the checkpoint's `dataset` metadata, else fashion-mnist). The
-    /// inputs get the checkpoint's normalization (else the dataset's default).
+    /// cifar10, cifar100 or folder:PATH (default: the checkpoint's `dataset` metadata, else
+    /// fashion-mnist). The inputs get the checkpoint's normalization (else the dataset's
+    /// default).
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<DatasetSpec>,
     /// Directory holding the dataset files (required for mnist, cifar10, cifar100). Without it

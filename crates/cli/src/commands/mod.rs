@@ -100,7 +100,6 @@ pub fn options_from_config(config: Option<&Value>) -> ModelOptions {
 /// the flag.
 pub fn set_threads(threads: Option<usize>) -> CliResult<()> {
     match threads {
-        Some(0) => Err(CliError("--threads: must be at least 1, got 0".into())),
         Some(t) => allmlp_tensor_core::threads::set_num_threads(t)
             .map_err(|e| CliError(format!("--threads {t}: {e}"))),
         None => Ok(()),

@@ -39,7 +39,8 @@ pub fn build_optimizer(r: &Recipe, groups: Vec<ParamGroup>) -> CliResult<Box<dyn
     })
 }
 
-/// The recipe's schedule over `total_steps`: a linear warm-up from 0 ([`Recipe::warmup`]), then cosine or linear decay to 0, or ×0.1 after each third of the rest.
+/// The recipe's schedule over `total_steps`: a linear warm-up from 0 ([`Recipe::warmup`]),
+/// then cosine or linear decay to 0, or ×0.1 after each third of the rest.
 pub fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
     let warmup = r.warmup(total_steps);
     let decay = match r.schedule {

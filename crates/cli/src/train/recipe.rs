@@ -100,9 +100,10 @@ impl Recipe {
     /// The default recipe: what `allmlp train` runs with no flags (for `mixer_tiny` on
     /// Fashion-MNIST), chosen to fit 15 minutes on two cores for each tiny model:
     /// [`default_epochs`] (4; 5 for ResMLP), batch 64, AdamW at [`default_lr`] (2e-3; 4e-3 for
-    /// ResMLP, 1e-3 for the RepMLP nets) and weight decay
-    /// 0.05, 500 warm-up steps (at most a quarter of the run) then cosine to 0, label smoothing 0.1, horizontal flips only
-    /// (random crops slow such a short run down). docs/results.md has what it reaches.
+    /// ResMLP, 1e-3 for the RepMLP nets) and weight decay 0.05, 500 warm-up steps (at most a
+    /// quarter of the run, [`Recipe::warmup`]) then cosine to 0, label smoothing 0.1,
+    /// horizontal flips only (random crops slow such a short run down). docs/results.md has
+    /// what it reaches.
     pub fn default_for(model: &str, dataset: &str) -> Recipe {
         Recipe {
             model: model.to_string(),
