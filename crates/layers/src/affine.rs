@@ -70,9 +70,10 @@ impl Affine {
         })
     }
 
-    /// The number of channels `C`.
+    /// The number of channels `C` (the last dimension of `alpha`; 0 if `alpha` is a
+    /// scalar, which the forward then refuses).
     pub fn dim(&self) -> usize {
-        self.alpha.shape()[2]
+        self.alpha.shape().last().copied().unwrap_or(0)
     }
 }
 

@@ -197,9 +197,15 @@ macro_rules! batch_norm_layer {
                 })
             }
 
-            /// The number of channels `C`.
+            /// The number of channels `C` (the length of `running_mean`; 0 if a
+            /// scalar was set there, which the forward then refuses).
             pub fn num_features(&self) -> usize {
-                self.running_mean.get().shape()[0]
+                self.running_mean
+                    .get()
+                    .shape()
+                    .first()
+                    .copied()
+                    .unwrap_or(0)
             }
 
             fn parts(&self) -> Parts<'_> {

@@ -24,7 +24,7 @@ use allmlp_autograd::tensor_core::{Tensor, TensorError};
 use allmlp_autograd::{Result, Var};
 
 use crate::init;
-use crate::module::{Ctx, Module, Visitor, join};
+use crate::module::{Ctx, Module, Visitor, dim_or_zero, join};
 
 /// A 2-D convolution layer.
 #[derive(Debug)]
@@ -106,16 +106,20 @@ impl Conv2d {
         })
     }
 
-    /// `(in_channels, out_channels)`.
+    /// `(in_channels, out_channels)`, read from the weight `[O, C/groups, kh, kw]` (a
+    /// dimension the weight lacks reads 0; the forward refuses such a weight).
     pub fn channels(&self) -> (usize, usize) {
         let s = self.weight.shape();
-        (s[1] * self.params.groups, s[0])
+        (
+            dim_or_zero(&s, 1).saturating_mul(self.params.groups),
+            dim_or_zero(&s, 0),
+        )
     }
 
-    /// `(kh, kw)`.
+    /// `(kh, kw)` (0 for a dimension the weight lacks, as in [`Conv2d::channels`]).
     pub fn kernel_size(&self) -> (usize, usize) {
         let s = self.weight.shape();
-        (s[2], s[3])
+        (dim_or_zero(&s, 2), dim_or_zero(&s, 3))
     }
 }
 

@@ -68,9 +68,10 @@ impl LayerScale {
         &self.name
     }
 
-    /// The number of channels `C`.
+    /// The number of channels `C` (0 if `gamma` is a scalar, which the forward then
+    /// refuses).
     pub fn dim(&self) -> usize {
-        self.gamma.shape()[0]
+        self.gamma.shape().first().copied().unwrap_or(0)
     }
 }
 

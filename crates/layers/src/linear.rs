@@ -26,7 +26,7 @@ use allmlp_autograd::tensor_core::gemm::{MatRef, PackedB};
 use allmlp_autograd::{Result, Var, is_grad_enabled};
 
 use crate::init;
-use crate::module::{Ctx, Module, Visitor, join};
+use crate::module::{Ctx, Module, Visitor, dim_or_zero, join};
 
 /// A fully connected layer.
 #[derive(Debug)]
@@ -118,10 +118,11 @@ impl Linear {
         }
     }
 
-    /// `(in_features, out_features)`.
+    /// `(in_features, out_features)`, read from the weight `[out, in]` (a dimension the
+    /// weight lacks reads 0; the forward refuses such a weight).
     pub fn features(&self) -> (usize, usize) {
         let s = self.weight.shape();
-        (s[1], s[0])
+        (dim_or_zero(&s, 1), dim_or_zero(&s, 0))
     }
 
     /// `act(x·Wᵀ + b)`, the activation fused into the GEMM's epilogue: the

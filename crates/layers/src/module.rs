@@ -91,6 +91,13 @@ pub fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// `shape[i]`, or 0 when the shape has no dimension `i`: what a layer's size
+/// accessors report for a malformed parameter a caller put in its public fields,
+/// which the forward then refuses with a shape error instead of a panic.
+pub(crate) fn dim_or_zero(shape: &[usize], i: usize) -> usize {
+    shape.get(i).copied().unwrap_or(0)
+}
+
 /// A layer or a composition of layers.
 pub trait Module: Send + Sync {
     /// The forward pass in the mode `ctx` says.

@@ -113,10 +113,12 @@ impl PatchEmbed {
         self.proj.kernel_size().0
     }
 
-    /// `(H/P, W/P)`.
+    /// `(H/P, W/P)` (`(0, 0)` if `proj` was replaced by a convolution without a
+    /// kernel, which the forward then refuses).
     pub fn grid_size(&self) -> (usize, usize) {
         let p = self.patch_size();
-        (self.img_size.0 / p, self.img_size.1 / p)
+        let grid = |n: usize| n.checked_div(p).unwrap_or(0);
+        (grid(self.img_size.0), grid(self.img_size.1))
     }
 
     /// The number of tokens `S = (H/P)·(W/P)`.

@@ -64,44 +64,56 @@ impl BnParams {
         running_var: Tensor,
         eps: f32,
     ) -> Result<BnParams> {
-        const OP: &str = "BnParams::new";
-        let c = match weight.shape() {
-            [c] => *c,
-            s => return Err(TensorError::shape(OP, "weight [C]", fmt_shape(s))),
-        };
-        for (name, t) in [
-            ("bias", &bias),
-            ("running_mean", &running_mean),
-            ("running_var", &running_var),
-        ] {
-            if t.shape() != [c] {
-                return Err(TensorError::shape(
-                    OP,
-                    format!("{name} [C] = [{c}] (the length of weight)"),
-                    format!("{name} {}", fmt_shape(t.shape())),
-                ));
-            }
-        }
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(TensorError::arg(OP, format!("eps must be > 0, got {eps}")));
-        }
-        if let Some(v) = running_var
-            .to_vec()
-            .into_iter()
-            .find(|&v| v.is_nan() || v + eps <= 0.0)
-        {
-            return Err(TensorError::arg(
-                OP,
-                format!("running_var + eps must be > 0, got running_var = {v}"),
-            ));
-        }
-        Ok(BnParams {
+        let bn = BnParams {
             weight,
             bias,
             running_mean,
             running_var,
             eps,
-        })
+        };
+        bn.validate("BnParams::new")?;
+        Ok(bn)
+    }
+
+    /// Checks what [`BnParams::new`] checks, for parameters built field by field; every
+    /// fold of this crate calls it first, naming itself as `op` in the error.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let c = match self.weight.shape() {
+            [c] => *c,
+            s => return Err(TensorError::shape(op, "BatchNorm weight [C]", fmt_shape(s))),
+        };
+        for (name, t) in [
+            ("bias", &self.bias),
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ] {
+            if t.shape() != [c] {
+                return Err(TensorError::shape(
+                    op,
+                    format!("BatchNorm {name} [C] = [{c}] (the length of weight)"),
+                    format!("{name} {}", fmt_shape(t.shape())),
+                ));
+            }
+        }
+        let eps = self.eps;
+        if !(eps.is_finite() && eps > 0.0) {
+            return Err(TensorError::arg(
+                op,
+                format!("BatchNorm eps must be > 0, got {eps}"),
+            ));
+        }
+        if let Some(v) = self
+            .running_var
+            .to_vec()
+            .into_iter()
+            .find(|&v| v.is_nan() || v + eps <= 0.0)
+        {
+            return Err(TensorError::arg(
+                op,
+                format!("BatchNorm running_var + eps must be > 0, got running_var = {v}"),
+            ));
+        }
+        Ok(())
     }
 
     /// The eval-mode parameters of a `BatchNorm2d` layer (γ = 1, β = 0 if not affine).
@@ -217,6 +229,7 @@ fn fuse(
     repeat: usize,
     op: &'static str,
 ) -> Result<(Tensor, Tensor)> {
+    bn.validate(op)?;
     let o = match weight.shape().first() {
         Some(&o) => o,
         None => {

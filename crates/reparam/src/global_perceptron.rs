@@ -45,6 +45,7 @@ pub fn fold_bn_into_fc1(
     fc1_bias: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "fold_bn_into_fc1";
+    bn.validate(OP)?;
     let [d, inputs] = *fc1_weight.shape() else {
         return Err(TensorError::shape(
             OP,

@@ -7,7 +7,7 @@
 
 mod common;
 
-use allmlp_reparam::{BnParams, Tensor, fuse_bn, fuse_bn_repeat_interleave};
+use allmlp_reparam::{BnParams, Tensor, fold_bn_into_fc1, fuse_bn, fuse_bn_repeat_interleave};
 use allmlp_tensor_core::conv::{Conv2dParams, conv2d};
 use allmlp_tensor_core::norm::batch_norm_eval;
 use common::*;
@@ -154,4 +154,27 @@ fn errors_name_the_function_and_the_shapes() {
     err_of(BnParams::new(t(3), t(3), t(3), t(3), 0.0), "BnParams::new");
     let neg = Tensor::full(&[3], -1.0).unwrap();
     err_of(BnParams::new(t(3), t(3), t(3), neg, 1e-5), "BnParams::new");
+    // Parameters built field by field are checked by every fold, not indexed past
+    // their end.
+    let short_bias = BnParams {
+        bias: t(2),
+        ..rand_bn(4, 31)
+    };
+    let e = err_of(
+        fuse_bn(&randn(&[4, 3], 1.0, 0), None, &short_bias),
+        "fuse_bn",
+    );
+    assert!(
+        e.contains("bias [C] = [4]") && e.contains("bias [2]"),
+        "{e}"
+    );
+    let short_var = BnParams {
+        running_var: t(1),
+        ..rand_bn(4, 32)
+    };
+    let e = err_of(
+        fold_bn_into_fc1(&short_var, &randn(&[2, 8], 1.0, 0), None),
+        "fold_bn_into_fc1",
+    );
+    assert!(e.contains("running_var"), "{e}");
 }
