@@ -207,6 +207,21 @@ fn info_totals_equal_the_parameter_count() {
         ),
         &["[36028797018963968, 128]"],
     );
+    // Sizes one allocation may hold but this machine cannot (4.7 TiB): the allocator's
+    // refusal is an error, not an abort.
+    assert_fails(
+        &allmlp(
+            &[
+                "info",
+                "--model",
+                "mixer_tiny",
+                "--num-classes",
+                "10000000000",
+            ],
+            dir.path(),
+        ),
+        &["cannot allocate", "[10000000000, 128]"],
+    );
 }
 
 #[test]

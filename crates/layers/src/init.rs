@@ -3,7 +3,7 @@
 //! Fan-in/fan-out follow `torch.nn.init._calculate_fan_in_and_fan_out`: for a
 //! weight `[out, in, k…]`, `fan_in = in·Πk`, `fan_out = out·Πk`.
 
-use allmlp_autograd::tensor_core::error::checked_numel;
+use allmlp_autograd::tensor_core::error::{checked_numel, try_vec};
 use allmlp_autograd::tensor_core::{Result, Rng, Tensor, TensorError};
 
 /// `(fan_in, fan_out)` of a weight shape (rank ≥ 2).
@@ -59,7 +59,7 @@ pub fn trunc_normal(
     }
     let n = checked_numel("trunc_normal", shape)?;
     let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(n);
+    let mut v = try_vec("trunc_normal", shape, n)?;
     while v.len() < n {
         let x = mean as f64 + std as f64 * rng.normal();
         if x >= a as f64 && x <= b as f64 {

@@ -58,6 +58,16 @@ pub enum TensorError {
         /// What was being computed.
         what: String,
     },
+    /// The allocator refused a buffer (more memory than the machine can give).
+    #[error("{op}: cannot allocate {what}: {bytes} bytes ({gib:.1} GiB) is more than this machine can give", gib = *bytes as f64 / (1u64 << 30) as f64)]
+    OutOfMemory {
+        /// The operation.
+        op: &'static str,
+        /// What the buffer was for, with its shape.
+        what: String,
+        /// The size asked for.
+        bytes: usize,
+    },
 }
 
 impl TensorError {
@@ -82,6 +92,20 @@ impl TensorError {
 /// Formats a shape the way PyTorch prints one: `[2, 3, 4]`.
 pub fn fmt_shape(shape: &[usize]) -> String {
     format!("{shape:?}")
+}
+
+/// An empty `Vec` with room for the `n` values of `shape`, or [`TensorError::OutOfMemory`]
+/// naming `op` when the allocator refuses it, where `Vec::with_capacity` would abort the
+/// process. (Memory the system promises but cannot back later is beyond this check.)
+pub fn try_vec<T>(op: &'static str, shape: &[usize], n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| TensorError::OutOfMemory {
+            op,
+            what: format!("a tensor of shape {}", fmt_shape(shape)),
+            bytes: n.saturating_mul(std::mem::size_of::<T>()),
+        })?;
+    Ok(v)
 }
 
 /// Product of the dimensions, or an [`TensorError::Overflow`] naming `op` when it overflows or

@@ -2,7 +2,7 @@
 
 use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
 
-use crate::error::{checked_numel, fmt_shape};
+use crate::error::{checked_numel, fmt_shape, try_vec};
 use crate::random::Rng;
 use crate::{Result, TensorError};
 
@@ -49,7 +49,9 @@ impl Tensor {
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Result<Tensor> {
         let n = checked_numel("full", shape)?;
-        Tensor::from_vec(vec![value; n], shape)
+        let mut v = try_vec("full", shape, n)?;
+        v.resize(n, value);
+        Tensor::from_vec(v, shape)
     }
 
     /// A tensor of zeros.
@@ -89,9 +91,8 @@ impl Tensor {
     pub fn randn(shape: &[usize], mean: f32, std: f32, seed: u64) -> Result<Tensor> {
         let n = checked_numel("randn", shape)?;
         let mut rng = Rng::new(seed);
-        let v = (0..n)
-            .map(|_| (mean as f64 + std as f64 * rng.normal()) as f32)
-            .collect();
+        let mut v = try_vec("randn", shape, n)?;
+        v.extend((0..n).map(|_| (mean as f64 + std as f64 * rng.normal()) as f32));
         Tensor::from_vec(v, shape)
     }
 
@@ -105,9 +106,8 @@ impl Tensor {
         }
         let n = checked_numel("rand_uniform", shape)?;
         let mut rng = Rng::new(seed);
-        let v = (0..n)
-            .map(|_| low + (high - low) * rng.next_f32())
-            .collect();
+        let mut v = try_vec("rand_uniform", shape, n)?;
+        v.extend((0..n).map(|_| low + (high - low) * rng.next_f32()));
         Tensor::from_vec(v, shape)
     }
 
@@ -299,6 +299,16 @@ mod tests {
             Tensor::randn(&[1 << 31, 1 << 31], 0.0, 1.0, 0).unwrap_err(),
         ] {
             assert!(e.to_string().contains("(as f32)"), "{e}");
+        }
+        // 4 PiB fits one allocation's limit but no machine's address space: the allocator
+        // refuses it, and the constructors return an error instead of aborting.
+        for e in [
+            Tensor::zeros(&[1 << 40, 1 << 10]).unwrap_err(),
+            Tensor::randn(&[1 << 50], 0.0, 1.0, 0).unwrap_err(),
+            Tensor::rand_uniform(&[1 << 50], 0.0, 1.0, 0).unwrap_err(),
+        ] {
+            assert!(matches!(e, TensorError::OutOfMemory { .. }), "{e:?}");
+            assert!(e.to_string().contains("cannot allocate"), "{e}");
         }
         assert!(t.get(&[2, 0]).is_err());
         assert!(t.item().is_err());

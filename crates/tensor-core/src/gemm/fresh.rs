@@ -34,6 +34,7 @@ use super::epilogue::{Activation, Bias, Epilogue};
 use super::packed::{PackedB, Store};
 use super::{Backend, Kernel, MatMut, MatRef, check_dims, dispatch, profile, run};
 use super::{tail, work};
+use crate::error::try_vec;
 use crate::{Result, TensorError};
 
 /// What a fresh product does before storing: the bias and activation of an
@@ -218,9 +219,16 @@ fn fresh(
             profile::Layout::of((a.rs, a.cs), b_strides),
             epilogue.act,
         );
-        let mut c = Vec::with_capacity(len);
-        let mut pre = epilogue.pre_activation.then(|| Vec::with_capacity(len));
-        let mut deriv = epilogue.derivative.then(|| Vec::with_capacity(len));
+        let shape = [batch, m, n];
+        let mut c = try_vec(op, &shape, len)?;
+        let mut pre = epilogue
+            .pre_activation
+            .then(|| try_vec(op, &shape, len))
+            .transpose()?;
+        let mut deriv = epilogue
+            .derivative
+            .then(|| try_vec(op, &shape, len))
+            .transpose()?;
         let ptr =
             |v: &mut Option<Vec<f32>>| v.as_mut().map_or(std::ptr::null_mut(), Vec::as_mut_ptr);
         let out = RawOut {
@@ -279,9 +287,14 @@ fn fresh(
         }
     };
     // Zero-filled buffers through the general entry point.
-    let mut c = vec![0.0; len];
-    let mut pre = epilogue.pre_activation.then(|| vec![0.0; len]);
-    let mut deriv = epilogue.derivative.then(|| vec![0.0; len]);
+    let zeros = || -> Result<Vec<f32>> {
+        let mut v = try_vec(op, &[batch, m, n], len)?;
+        v.resize(len, 0.0);
+        Ok(v)
+    };
+    let mut c = zeros()?;
+    let mut pre = epilogue.pre_activation.then(zeros).transpose()?;
+    let mut deriv = epilogue.derivative.then(zeros).transpose()?;
     if batch > 0 {
         let epi = Epilogue {
             bias: epilogue.bias,
