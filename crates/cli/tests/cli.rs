@@ -222,6 +222,14 @@ fn info_totals_equal_the_parameter_count() {
         ),
         &["cannot allocate", "[10000000000, 128]"],
     );
+    // A token count past usize (2^32 × 2^32 patches): an error, not an overflow panic.
+    assert_fails(
+        &allmlp(
+            &["info", "--model", "mixer_tiny", "--img-size", "17179869184"],
+            dir.path(),
+        ),
+        &["4294967296×4294967296 tokens"],
+    );
 }
 
 #[test]

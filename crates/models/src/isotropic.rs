@@ -360,12 +360,18 @@ impl Check<'_> {
 
     /// `img_size` must be a multiple of `patch_size`.
     pub(crate) fn patches(&self, img: usize, patch: usize) -> Result<()> {
-        if img.is_multiple_of(patch) {
-            Ok(())
-        } else {
-            Err(self.err(format!(
+        if !img.is_multiple_of(patch) {
+            return Err(self.err(format!(
                 "img_size {img} must be a multiple of patch_size {patch}"
-            )))
+            )));
+        }
+        let grid = img / patch;
+        match grid.checked_mul(grid) {
+            Some(_) => Ok(()),
+            None => Err(self.err(format!(
+                "img_size {img} with patch_size {patch} gives {grid}×{grid} tokens, \
+                 more than a usize can count"
+            ))),
         }
     }
 
