@@ -207,10 +207,11 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
         create_model(&name, &opts)?
     };
     load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
-        CliError(truncate_lines(
-            // `e` names the file (the state dict was loaded from it).
-            &format!("{e}\n  (the weights are not a checkpoint of {name} with these sizes)"),
-            20,
+        // `e` names the file (the state dict was loaded from it); the hint follows the
+        // shortened list, so it is shown however many keys disagree.
+        CliError(format!(
+            "{}\n  (the weights are not a checkpoint of {name} with these sizes)",
+            truncate_lines(&e.to_string(), 20)
         ))
     })?;
     Ok(LoadedModel { name, net, meta })

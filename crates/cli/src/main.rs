@@ -107,7 +107,13 @@ fn run(cli: Cli) -> CliResult<String> {
 fn main() -> ExitCode {
     // Reuse freed tensor buffers instead of faulting fresh pages in every op (docs/perf.md).
     allmlp::tensor_core::allocator::keep_freed_memory();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // A malformed ALLMLP_NUM_THREADS would silently mean "every core".
+    if let Err(e) = allmlp::tensor_core::threads::threads_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(text) => {
             print!("{text}");
             if !text.ends_with('\n') {

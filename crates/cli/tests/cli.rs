@@ -317,6 +317,9 @@ fn infer_errors_name_the_problem() {
             "does not match",
             "missing key `blocks.0.mlp_tokens.fc1.weight`",
             "unexpected key",
+            // The hint survives the shortened key list.
+            "… and ",
+            "(the weights are not a checkpoint of mixer_tiny with these sizes)",
         ],
     );
     assert_fails(
@@ -481,4 +484,27 @@ fn reparam_then_infer_gives_the_training_form_logits() {
     );
     assert_fails(&o, &["already"]);
     assert!(!p("again.safetensors").exists());
+}
+
+/// A malformed `ALLMLP_NUM_THREADS` is an error naming it, for every command, instead of
+/// silently meaning "every core"; a valid one is accepted.
+#[test]
+fn a_malformed_thread_count_in_the_environment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_env = |v: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_allmlp"))
+            .arg("models")
+            .env("ALLMLP_NUM_THREADS", v)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    for bad in ["abc", "0", "-1", ""] {
+        assert_fails(
+            &with_env(bad),
+            &[&format!("ALLMLP_NUM_THREADS=\"{bad}\""), "≥ 1"],
+        );
+    }
+    let o = with_env("1");
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -22,16 +22,29 @@ fn slot() -> &'static RwLock<Option<Arc<ThreadPool>>> {
     POOL.get_or_init(|| RwLock::new(None))
 }
 
+/// The thread count `ALLMLP_NUM_THREADS` asks for: `None` when it is unset, an error naming
+/// the variable and its value when it is not a whole number ≥ 1. The pool itself ignores
+/// such a value and uses every core; programs call this first to report it.
+pub fn threads_from_env() -> Result<Option<usize>> {
+    let Some(v) = std::env::var_os(NUM_THREADS_ENV) else {
+        return Ok(None);
+    };
+    let v = v.to_string_lossy();
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(TensorError::arg(
+            "threads",
+            format!("{NUM_THREADS_ENV}={v:?} must be a whole number of threads ≥ 1 (or unset)"),
+        )),
+    }
+}
+
 fn default_threads() -> usize {
-    std::env::var(NUM_THREADS_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+    threads_from_env().ok().flatten().unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 fn build(n: usize) -> Result<Arc<ThreadPool>> {
