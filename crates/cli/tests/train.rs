@@ -210,7 +210,8 @@ fn a_resume_reads_the_runs_data_and_refuses_other_images() {
     };
     let CliError(e) = run(&resume(Some(&b))).unwrap_err();
     assert!(
-        e.contains("the run was trained on fashion-mnist (64 images 1×28×28")
+        e.contains("the run's training images (64 images 1×28×28")
+            && e.contains("not the fashion-mnist images")
             && e.contains("give the run's data with --data"),
         "{e}"
     );

@@ -64,6 +64,19 @@ impl DatasetSpec {
         }
     }
 
+    /// The same dataset with a folder's path made absolute (and resolved, when it exists),
+    /// so that the name a run records finds the same images from any working directory.
+    pub fn absolute(self) -> DatasetSpec {
+        match self {
+            DatasetSpec::Folder(p) => DatasetSpec::Folder(
+                p.canonicalize()
+                    .or_else(|_| std::path::absolute(&p))
+                    .unwrap_or(p),
+            ),
+            other => other,
+        }
+    }
+
     /// The input `[C, H, W]` of the dataset's images (`None` for a folder: it is resized to
     /// the model's input).
     pub fn image_shape(&self) -> Option<[usize; 3]> {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::recipe::{OptimizerKind, Recipe, ScheduleKind};
 use crate::commands::{CliError, CliResult};
+use crate::data::DatasetSpec;
 
 /// Flags of `allmlp train`. Every recipe flag is optional: unset flags take the default recipe
 /// (see `Recipe::default_for`), or, with `--resume`, the resumed run's value.
@@ -16,8 +17,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// Dataset: fashion-mnist, fashion-mnist-subset (the embedded 5,000 + 1,000 images), mnist,
-    /// cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…, PATH/test/CLASS/…) [default:
-    /// fashion-mnist].
+    /// cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…, PATH/test/CLASS/…; recorded as an
+    /// absolute path) [default: fashion-mnist].
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<String>,
     /// Directory holding the dataset files. Fashion-MNIST without it: Debian's
@@ -79,7 +80,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue the run saved in DIR: its recipe (any recipe flag given must agree with it) and
-    /// its --data directory (unless another is given; the training images must be the same).
+    /// its --data directory or folder:PATH (unless another is given; the training images must
+    /// be the same).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Train on only the first N training images (quick runs and tests).
@@ -106,16 +108,37 @@ impl TrainArgs {
                 result = set_field(&mut r, name, v);
             }
         });
-        result.map(|()| r)
+        result?;
+        if let Some(folder) = absolute_folder(&r.dataset) {
+            r.dataset = folder;
+        }
+        Ok(r)
+    }
+
+    /// The recipe a resumed run continues with: `saved`, after checking the given flags
+    /// agree with it. A `--dataset folder:PATH` may name another place for the run's folder
+    /// (moved images, or a relative path given from another directory): the run's fingerprint
+    /// of its training split refuses other images.
+    pub fn resumed_recipe(&self, saved: &Recipe) -> CliResult<Recipe> {
+        self.check_resume(saved)?;
+        let mut r = saved.clone();
+        if let Some(folder) = self.dataset.as_deref().and_then(absolute_folder) {
+            r.dataset = folder;
+        }
+        Ok(r)
     }
 
     /// Checks the given flags agree with `saved` (the recipe of the run being resumed).
-    pub fn check_resume(&self, saved: &Recipe) -> CliResult<()> {
+    fn check_resume(&self, saved: &Recipe) -> CliResult<()> {
         let saved_json = serde_json::to_value(saved).map_err(|e| CliError(e.to_string()))?;
         let mut bad = Vec::new();
         self.for_each_flag(|name, v| {
             let was = &saved_json[name];
-            if *was != v {
+            let both_folders = name == "dataset"
+                && [&v, was]
+                    .iter()
+                    .all(|d| d.as_str().is_some_and(|d| d.starts_with("folder:")));
+            if *was != v && !both_folders {
                 bad.push(format!(
                     "--{} {} (the resumed run has {})",
                     name.replace('_', "-"),
@@ -194,6 +217,14 @@ where
         Ok(v)
     } else {
         Err(format!("must be a finite number, got {s}"))
+    }
+}
+
+/// `folder:PATH` with PATH absolute (`DatasetSpec::absolute`); `None` for other datasets.
+fn absolute_folder(dataset: &str) -> Option<String> {
+    match dataset.parse::<DatasetSpec>() {
+        Ok(spec @ DatasetSpec::Folder(_)) => Some(spec.absolute().name()),
+        _ => None,
     }
 }
 

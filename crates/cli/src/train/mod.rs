@@ -68,10 +68,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         None => None,
     };
     let recipe = match &resumed {
-        Some((_, _, p)) => {
-            args.check_resume(&p.recipe)?;
-            p.recipe.clone()
-        }
+        Some((_, _, p)) => args.resumed_recipe(&p.recipe)?,
         None => args.new_recipe()?,
     };
     args::validate(&recipe)?;
@@ -107,11 +104,14 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     if let Some(saved) = resumed.as_ref().and_then(|(_, _, p)| p.train_data.as_ref())
         && *saved != train_data
     {
+        let hint = match spec {
+            DatasetSpec::Folder(_) => "name the run's folder with --dataset folder:PATH",
+            _ => "give the run's data with --data",
+        };
         return Err(CliError(format!(
-            "--resume {}: the run was trained on {} ({saved}), but this invocation finds {} \
-             ({train_data}; {}); give the run's data with --data",
+            "--resume {}: the run's training images ({saved}) are not the {} images this \
+             invocation finds ({train_data}; {}); {hint}",
             args.resume.as_deref().unwrap_or(&out).display(),
-            spec.name(),
             spec.name(),
             train.source
         )));
