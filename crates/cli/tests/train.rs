@@ -293,6 +293,14 @@ fn empty_or_misplaced_data_is_refused() {
             },
             "--stop-after: must be at least 1",
         ),
+        (
+            TrainArgs {
+                model: Some("repmlp_tiny".into()),
+                drop_path: Some(0.1),
+                ..small(dir.path(), 1, 64)
+            },
+            "--drop-path: repmlp_tiny does not take it",
+        ),
     ];
     for (args, want) in cases {
         let CliError(e) = run(&args).unwrap_err();

@@ -125,6 +125,17 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         ..ModelOptions::default()
     };
     let net = create_model(&recipe.model, &opts).map_err(|e| {
+        // A model that builds without the rate refuses --drop-path itself: name the flag.
+        let without = ModelOptions {
+            drop_path_rate: 0.0,
+            ..opts.clone()
+        };
+        if opts.drop_path_rate > 0.0 && create_model(&recipe.model, &without).is_ok() {
+            return CliError(format!(
+                "--drop-path: {} does not take it: {e}",
+                recipe.model
+            ));
+        }
         CliError(format!(
             "{} cannot be built for the {} images ({}×{}×{}, {} classes): {e}",
             recipe.model,
