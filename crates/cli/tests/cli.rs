@@ -193,43 +193,30 @@ fn info_totals_equal_the_parameter_count() {
         &allmlp(&["info", "--model", "mixer_zz"], dir.path()),
         &["unknown model `mixer_zz`", "mixer_tiny"],
     );
-    // Sizes no memory can hold: an error naming the shape, not a "capacity overflow" panic.
-    assert_fails(
-        &allmlp(
-            &[
-                "info",
-                "--model",
-                "mixer_tiny",
-                "--num-classes",
-                "36028797018963968",
-            ],
-            dir.path(),
+    // Sizes the machine cannot hold are errors naming the problem, never a panic or an abort.
+    for (flag, value, want) in [
+        // More f32 values than one allocation may hold ("capacity overflow").
+        (
+            "--num-classes",
+            "36028797018963968",
+            &["[36028797018963968, 128]"][..],
         ),
-        &["[36028797018963968, 128]"],
-    );
-    // Sizes one allocation may hold but this machine cannot (4.7 TiB): the allocator's
-    // refusal is an error, not an abort.
-    assert_fails(
-        &allmlp(
-            &[
-                "info",
-                "--model",
-                "mixer_tiny",
-                "--num-classes",
-                "10000000000",
-            ],
-            dir.path(),
+        // One allocation may hold 4.7 TiB; this machine cannot (the allocator refuses).
+        (
+            "--num-classes",
+            "10000000000",
+            &["cannot allocate", "[10000000000, 128]"],
         ),
-        &["cannot allocate", "[10000000000, 128]"],
-    );
-    // A token count past usize (2^32 × 2^32 patches): an error, not an overflow panic.
-    assert_fails(
-        &allmlp(
-            &["info", "--model", "mixer_tiny", "--img-size", "17179869184"],
-            dir.path(),
+        // A token count past usize (2^32 × 2^32 patches).
+        (
+            "--img-size",
+            "17179869184",
+            &["4294967296×4294967296 tokens"],
         ),
-        &["4294967296×4294967296 tokens"],
-    );
+    ] {
+        let o = allmlp(&["info", "--model", "mixer_tiny", flag, value], dir.path());
+        assert_fails(&o, want);
+    }
 }
 
 #[test]
