@@ -43,7 +43,7 @@ pub struct Common {
 /// block and its final norm.
 pub trait IsotropicConfig: Clone + Debug + Send + Sync {
     /// One block, `[B, S, C]` → `[B, S, C]`.
-    type Block: Module + Debug;
+    type Block: Module + Debug + ResidualBranches;
     /// The final norm before pooling.
     type Norm: Module + Debug;
 
@@ -62,6 +62,13 @@ pub trait IsotropicConfig: Clone + Debug + Send + Sync {
 
     /// The final norm.
     fn norm(&self) -> Result<Self::Norm>;
+}
+
+/// A block made of pre-norm residual branches `x + f(x)`, each ending in a linear layer.
+pub trait ResidualBranches {
+    /// The last linear layer of each branch (Mixer: `mlp_tokens.fc2`, `mlp_channels.fc2`;
+    /// ResMLP: `linear_tokens`, `mlp_channels.fc2`).
+    fn branch_outputs(&self) -> Vec<&Linear>;
 }
 
 /// The isotropic patch-MLP classifier (timm's `MlpMixer`) with `C`'s blocks.
@@ -105,6 +112,20 @@ impl<C: IsotropicConfig> IsotropicNet<C> {
             cfg: cfg.clone(),
             name: name.to_string(),
         })
+    }
+
+    /// Sets the weight and bias of the last linear layer of every residual branch to zero
+    /// ([`ResidualBranches`]), so that each block starts as the identity and the net as
+    /// `head(norm(stem(x)))` — torchvision's `zero_init_residual`, ReZero's idea. Gradients
+    /// still reach every parameter from the first step (the zeroed layers' own first), and
+    /// training moves the blocks away from the identity only as far as it pays.
+    pub fn zero_init_residual(&self) -> Result<()> {
+        for fc in self.blocks.iter().flat_map(|b| b.branch_outputs()) {
+            for p in std::iter::once(&fc.weight).chain(&fc.bias) {
+                p.set_value(Tensor::zeros(&p.shape())?)?;
+            }
+        }
+        Ok(())
     }
 
     /// The configuration it was built from.
@@ -177,6 +198,9 @@ macro_rules! entry {
             build: |o: &$crate::registry::ModelOptions| {
                 let cfg = $name().with_options(o);
                 let net = $crate::isotropic::IsotropicNet::new(stringify!($name), &cfg, o.seed)?;
+                if o.zero_init_residual {
+                    net.zero_init_residual()?;
+                }
                 Ok(Box::new(net) as Box<dyn $crate::model::Model>)
             },
         }

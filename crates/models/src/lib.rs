@@ -18,7 +18,7 @@ pub use deploy::{
     to_deploy,
 };
 pub use error::{ModelError, Result};
-pub use isotropic::{IsotropicConfig, IsotropicNet};
+pub use isotropic::{IsotropicConfig, IsotropicNet, ResidualBranches};
 pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;
 pub use registry::{Entry, Family, ModelOptions, create_model, entries, model_names};

@@ -26,13 +26,13 @@
 
 use allmlp_layers::autograd::tensor_core::Rng;
 use allmlp_layers::autograd::{Result as AgResult, Var};
-use allmlp_layers::{Ctx, DropPath, LayerNorm, Mlp, Module, Visitor, join};
+use allmlp_layers::{Ctx, DropPath, LayerNorm, Linear, Mlp, Module, Visitor, join};
 use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::isotropic::{
-    Check, Common, IsotropicConfig, IsotropicNet, entry, field, shared_config_methods,
-    xavier_linear,
+    Check, Common, IsotropicConfig, IsotropicNet, ResidualBranches, entry, field,
+    shared_config_methods, xavier_linear,
 };
 use crate::registry::{Entry, Family};
 use crate::token_mixing::token_mlp;
@@ -195,6 +195,12 @@ impl MixerBlock {
             norm2: LayerNorm::new(c, cfg.norm_eps, true)?,
             mlp_channels: mlp(c, cfg.channels_hidden, rng)?,
         })
+    }
+}
+
+impl ResidualBranches for MixerBlock {
+    fn branch_outputs(&self) -> Vec<&Linear> {
+        vec![&self.mlp_tokens.fc2, &self.mlp_channels.fc2]
     }
 }
 

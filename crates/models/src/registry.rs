@@ -23,6 +23,10 @@ pub struct ModelOptions {
     pub drop_rate: f32,
     /// Stochastic-depth rate (linearly increasing over blocks, as timm).
     pub drop_path_rate: f32,
+    /// Start every residual branch at zero, each block as the identity (Mixer and ResMLP:
+    /// [`crate::isotropic::IsotropicNet::zero_init_residual`]; torchvision's option of the
+    /// same name). Off by default: timm's initialisation.
+    pub zero_init_residual: bool,
     /// Seed of the parameter initialisation.
     pub seed: u64,
 }

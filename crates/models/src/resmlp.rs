@@ -34,8 +34,8 @@ use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::isotropic::{
-    Check, Common, IsotropicConfig, IsotropicNet, entry, field, shared_config_methods,
-    xavier_linear,
+    Check, Common, IsotropicConfig, IsotropicNet, ResidualBranches, entry, field,
+    shared_config_methods, xavier_linear,
 };
 use crate::registry::{Entry, Family};
 use crate::token_mixing::token_linear;
@@ -191,6 +191,12 @@ impl ResBlock {
             norm2: Affine::new(c)?,
             mlp_channels: Mlp::from_linears(fc1, fc2, cfg.act(), cfg.proj_drop_rate)?,
         })
+    }
+}
+
+impl ResidualBranches for ResBlock {
+    fn branch_outputs(&self) -> Vec<&Linear> {
+        vec![&self.linear_tokens, &self.mlp_channels.fc2]
     }
 }
 

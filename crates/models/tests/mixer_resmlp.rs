@@ -173,6 +173,7 @@ fn registry_names_options_config_and_input_errors() {
         gelu_tanh: true,
         drop_rate: 0.1,
         drop_path_rate: 0.2,
+        zero_init_residual: true,
         seed: 5,
     };
     let r = create_model("resmlp_tiny", &opts).unwrap();

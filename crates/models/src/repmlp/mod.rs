@@ -56,6 +56,11 @@ impl Opts {
                 "RepMLP models use ReLU, not GELU (gelu_tanh does not apply)",
             ));
         }
+        if o.zero_init_residual {
+            return Err(bad(
+                "zero_init_residual applies to the Mixer and ResMLP families only",
+            ));
+        }
         if o.drop_path_rate != 0.0 {
             return Err(bad(&format!(
                 "RepMLP models have no stochastic depth, got drop_path_rate {}",

@@ -297,6 +297,11 @@ impl RepMlpNetConfig {
     /// `gelu_tanh`, `seed`. RepMLPNet has no dropout or drop path (neither have the authors),
     /// so a non-zero `drop_rate` / `drop_path_rate` is an error rather than silently ignored.
     pub fn with_options(mut self, o: &ModelOptions) -> Result<RepMlpNetConfig> {
+        if o.zero_init_residual {
+            return Err(self.invalid(
+                "zero_init_residual applies to the Mixer and ResMLP families only".into(),
+            ));
+        }
         if o.drop_rate != 0.0 || o.drop_path_rate != 0.0 {
             return Err(self.invalid(format!(
                 "RepMLPNet has no dropout or drop path (the authors' code has none), got \
