@@ -4,7 +4,8 @@
 Trains mixer_tiny or resmlp_tiny (timm modules with allmlp's configurations), or repmlp_tiny
 (the reference module of tools/fixtures/models_repmlp.py, training form) on Fashion-MNIST
 from the IDX files (Debian's /usr/share/datasets/fashion-mnist by default) with the same
-recipe as `allmlp train`: AdamW (no weight decay on biases, norms, affine and layer-scale
+recipe as `allmlp train`: the last linear layer of each residual branch zeroed for the Mixer
+(`--zero-init-residual`), AdamW (no weight decay on biases, norms, affine and layer-scale
 parameters), linear warm-up from 0 then cosine to 0 per step, label smoothing, random crop with
 zero padding + horizontal flip, normalization mean 0.2860 / std 0.3530, full batches only
 (drop_last), test evaluation after each epoch. Prints metrics.csv lines
@@ -98,6 +99,9 @@ def main():
     ap.add_argument("--crop-padding", type=int, default=0)
     ap.add_argument("--hflip", type=lambda s: s.lower() == "true", default=True)
     ap.add_argument("--drop-path", type=float, default=0.0)
+    ap.add_argument("--zero-init-residual", type=lambda s: s.lower() == "true", default=None,
+                    help="zero the last linear layer of every residual branch "
+                         "(default: true for mixer_tiny, as allmlp)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-limit", type=int, default=None,
@@ -120,6 +124,17 @@ def main():
         xtr, ytr = xtr[:a.train_limit], ytr[:a.train_limit]
     xte, yte = load(a.data, "test")
     net = build(a.model, a.drop_path)
+    if a.zero_init_residual is None:
+        a.zero_init_residual = a.model.startswith("mixer")
+    if a.zero_init_residual:
+        if a.model.startswith("repmlp"):
+            raise SystemExit("--zero-init-residual: the RepMLP nets do not take it")
+        with torch.no_grad():
+            for blk in net.blocks:
+                for fc in ([blk.mlp_tokens.fc2, blk.mlp_channels.fc2] if a.model.startswith("mixer")
+                           else [blk.linear_tokens, blk.mlp_channels.fc2]):
+                    fc.weight.zero_()
+                    fc.bias.zero_()
     decay, no_decay = [], []
     for n, p in net.named_parameters():
         (no_decay if p.ndim <= 1 or n.endswith(".bias") or n.endswith(".alpha")

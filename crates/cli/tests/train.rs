@@ -301,6 +301,14 @@ fn empty_or_misplaced_data_is_refused() {
             },
             "--drop-path: repmlp_tiny does not take it",
         ),
+        (
+            TrainArgs {
+                model: Some("repmlp_tiny".into()),
+                zero_init_residual: Some(true),
+                ..small(dir.path(), 1, 64)
+            },
+            "--zero-init-residual: repmlp_tiny does not take it",
+        ),
     ];
     for (args, want) in cases {
         let CliError(e) = run(&args).unwrap_err();

@@ -58,6 +58,11 @@ pub struct TrainArgs {
     /// Stochastic-depth rate, increasing linearly over the blocks [default: 0].
     #[arg(long, value_name = "RATE", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub drop_path: Option<f32>,
+    /// Start the last linear layer of every residual branch at zero, so each block starts as
+    /// the identity (Mixer and ResMLP; torchvision's zero_init_residual) [default: true for
+    /// the MLP-Mixers, false otherwise].
+    #[arg(long, value_name = "BOOL")]
+    pub zero_init_residual: Option<bool>,
     /// Random-crop padding in pixels, 0 for none [default: 0].
     #[arg(long, value_name = "PIXELS")]
     pub crop_padding: Option<usize>,
@@ -160,7 +165,7 @@ impl TrainArgs {
     /// Calls `f(recipe field name, value as JSON)` for every recipe flag that was given.
     fn for_each_flag(&self, mut f: impl FnMut(&str, Value)) {
         let json = |v: &dyn erased::Json| v.json();
-        let fields: [(&str, Option<&dyn erased::Json>); 18] = [
+        let fields: [(&str, Option<&dyn erased::Json>); 19] = [
             ("model", self.model.as_ref().map(|v| v as _)),
             ("dataset", self.dataset.as_ref().map(|v| v as _)),
             ("epochs", self.epochs.as_ref().map(|v| v as _)),
@@ -176,6 +181,10 @@ impl TrainArgs {
             ),
             ("mixup", self.mixup.as_ref().map(|v| v as _)),
             ("drop_path", self.drop_path.as_ref().map(|v| v as _)),
+            (
+                "zero_init_residual",
+                self.zero_init_residual.as_ref().map(|v| v as _),
+            ),
             ("crop_padding", self.crop_padding.as_ref().map(|v| v as _)),
             ("hflip", self.hflip.as_ref().map(|v| v as _)),
             (
@@ -321,20 +330,33 @@ mod tests {
 
     #[test]
     fn model_defaults_yield_to_their_flags() {
-        let recipe = |model: &str, epochs: Option<usize>, lr: Option<f64>| {
+        let recipe = |model: &str, epochs: Option<usize>, lr: Option<f64>, zero: Option<bool>| {
             let a = TrainArgs {
                 model: Some(model.into()),
                 epochs,
                 lr,
+                zero_init_residual: zero,
                 ..Default::default()
             };
             let r = a.new_recipe().unwrap();
-            (r.epochs, r.lr)
+            (r.epochs, r.lr, r.zero_init_residual)
         };
-        assert_eq!(recipe("mixer_tiny", None, None), (4, 2e-3));
-        assert_eq!(recipe("resmlp_tiny", None, None), (5, 4e-3));
-        assert_eq!(recipe("repmlp_tiny", None, None), (4, 1e-3));
-        assert_eq!(recipe("repmlp_tiny", Some(5), Some(5e-4)), (5, 5e-4));
+        assert_eq!(recipe("mixer_tiny", None, None, None), (4, 2e-3, true));
+        assert_eq!(recipe("mixer_s16_224", None, None, None), (4, 2e-3, true));
+        assert_eq!(recipe("resmlp_tiny", None, None, None), (5, 4e-3, false));
+        assert_eq!(recipe("repmlp_tiny", None, None, None), (4, 1e-3, false));
+        assert_eq!(
+            recipe("repmlp_tiny", Some(5), Some(5e-4), None),
+            (5, 5e-4, false)
+        );
+        assert_eq!(
+            recipe("mixer_tiny", None, None, Some(false)),
+            (4, 2e-3, false)
+        );
+        assert_eq!(
+            recipe("resmlp_tiny", None, None, Some(true)),
+            (5, 4e-3, true)
+        );
     }
 
     #[test]

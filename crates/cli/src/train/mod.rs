@@ -121,20 +121,27 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         in_chans: Some(input[0]),
         num_classes: Some(train.classes.len()),
         drop_path_rate: recipe.drop_path,
+        zero_init_residual: recipe.zero_init_residual,
         seed: recipe.seed,
         ..ModelOptions::default()
     };
     let net = create_model(&recipe.model, &opts).map_err(|e| {
-        // A model that builds without the rate refuses --drop-path itself: name the flag.
-        let without = ModelOptions {
+        // A model that builds without one option refuses that flag itself: name the flag.
+        let without_drop_path = ModelOptions {
             drop_path_rate: 0.0,
             ..opts.clone()
         };
-        if opts.drop_path_rate > 0.0 && create_model(&recipe.model, &without).is_ok() {
-            return CliError(format!(
-                "--drop-path: {} does not take it: {e}",
-                recipe.model
-            ));
+        let without_zero_init = ModelOptions {
+            zero_init_residual: false,
+            ..opts.clone()
+        };
+        for (flag, without) in [
+            ("--drop-path", without_drop_path),
+            ("--zero-init-residual", without_zero_init),
+        ] {
+            if without != opts && create_model(&recipe.model, &without).is_ok() {
+                return CliError(format!("{flag}: {} does not take it: {e}", recipe.model));
+            }
         }
         CliError(format!(
             "{} cannot be built for the {} images ({}×{}×{}, {} classes): {e}",

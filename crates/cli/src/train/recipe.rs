@@ -55,6 +55,11 @@ pub struct Recipe {
     pub mixup: f32,
     /// Stochastic-depth rate (linearly increasing over blocks).
     pub drop_path: f32,
+    /// Start every residual branch at zero, each block as the identity
+    /// (`ModelOptions::zero_init_residual`; Mixer and ResMLP). Absent from runs saved before
+    /// it existed, which were initialised without it.
+    #[serde(default)]
+    pub zero_init_residual: bool,
     /// Random crop padding in pixels (0: no crop).
     pub crop_padding: usize,
     /// Random horizontal flips.
@@ -96,6 +101,14 @@ pub fn default_epochs(model: &str) -> usize {
     if model.starts_with("resmlp") { 5 } else { 4 }
 }
 
+/// Whether `model` starts its residual branches at zero by default: the MLP-Mixers. On
+/// `mixer_tiny`'s four-epoch recipe it learns faster from the first epoch on
+/// (docs/results.md); ResMLP keeps timm's initialisation, its layer-scale of 0.1 already
+/// starts each branch small.
+pub fn default_zero_init_residual(model: &str) -> bool {
+    model.starts_with("mixer")
+}
+
 impl Recipe {
     /// The default recipe: what `allmlp train` runs with no flags (for `mixer_tiny` on
     /// Fashion-MNIST), chosen to fit 15 minutes on two cores for each tiny model:
@@ -118,6 +131,7 @@ impl Recipe {
             label_smoothing: 0.1,
             mixup: 0.0,
             drop_path: 0.0,
+            zero_init_residual: default_zero_init_residual(model),
             crop_padding: 0,
             hflip: true,
             random_erasing: 0.0,
