@@ -109,6 +109,10 @@ def main():
     ap.add_argument("--stop-after", type=int, default=None,
                     help="stop after this many epochs (the schedule still spans --epochs)")
     a = ap.parse_args()
+    if a.zero_init_residual is None:
+        a.zero_init_residual = a.model.startswith("mixer")
+    if a.zero_init_residual and a.model.startswith("repmlp"):
+        raise SystemExit("--zero-init-residual: the RepMLP nets do not take it")
     if a.epochs is None:
         a.epochs = 5 if a.model.startswith("resmlp") else 4
     if a.lr is None:
@@ -124,11 +128,7 @@ def main():
         xtr, ytr = xtr[:a.train_limit], ytr[:a.train_limit]
     xte, yte = load(a.data, "test")
     net = build(a.model, a.drop_path)
-    if a.zero_init_residual is None:
-        a.zero_init_residual = a.model.startswith("mixer")
     if a.zero_init_residual:
-        if a.model.startswith("repmlp"):
-            raise SystemExit("--zero-init-residual: the RepMLP nets do not take it")
         with torch.no_grad():
             for blk in net.blocks:
                 for fc in ([blk.mlp_tokens.fc2, blk.mlp_channels.fc2] if a.model.startswith("mixer")

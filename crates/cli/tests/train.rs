@@ -309,6 +309,15 @@ fn empty_or_misplaced_data_is_refused() {
             },
             "--zero-init-residual: repmlp_tiny does not take it",
         ),
+        (
+            TrainArgs {
+                model: Some("repmlp_tiny".into()),
+                drop_path: Some(0.1),
+                zero_init_residual: Some(true),
+                ..small(dir.path(), 1, 64)
+            },
+            "--drop-path and --zero-init-residual: repmlp_tiny does not take it",
+        ),
     ];
     for (args, want) in cases {
         let CliError(e) = run(&args).unwrap_err();

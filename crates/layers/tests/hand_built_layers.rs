@@ -1,5 +1,5 @@
 //! Layers whose public fields a caller filled with malformed parameters: every
-//! size accessor answers and every forward returns a shape error, never a panic.
+//! size accessor answers and every forward returns an error, never a panic.
 
 use allmlp_layers::autograd::Var;
 use allmlp_layers::autograd::tensor_core::Tensor;

@@ -116,9 +116,10 @@ impl<C: IsotropicConfig> IsotropicNet<C> {
 
     /// Sets the weight and bias of the last linear layer of every residual branch to zero
     /// ([`ResidualBranches`]), so that each block starts as the identity and the net as
-    /// `head(norm(stem(x)))` — torchvision's `zero_init_residual`, ReZero's idea. Gradients
-    /// still reach every parameter from the first step (the zeroed layers' own first), and
-    /// training moves the blocks away from the identity only as far as it pays.
+    /// `head(norm(stem(x)))` — torchvision's `zero_init_residual`, ReZero's idea. Training
+    /// wakes the branches from the output backwards: once the head (zero in timm's
+    /// initialisation) has moved, the zeroed layers get gradients, and once they have moved,
+    /// the rest of their branch does.
     pub fn zero_init_residual(&self) -> Result<()> {
         for fc in self.blocks.iter().flat_map(|b| b.branch_outputs()) {
             for p in std::iter::once(&fc.weight).chain(&fc.bias) {
@@ -213,10 +214,11 @@ pub(crate) use entry;
 macro_rules! shared_config_methods {
     ($ty:ty) => {
         impl $ty {
-            /// Number of tokens S = (H/P)·(W/P).
+            /// Number of tokens S = (H/P)·(W/P) (`usize::MAX` when that overflows, which
+            /// validation refuses).
             pub fn num_patches(&self) -> usize {
                 let g = self.img_size / self.patch_size.max(1);
-                g * g
+                g.saturating_mul(g)
             }
 
             /// The config with the set fields of `opts` applied (the seed is not part of it).

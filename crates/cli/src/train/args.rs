@@ -328,6 +328,18 @@ mod tests {
         assert_eq!(r.epochs, Recipe::default_for("x", "y").epochs);
     }
 
+    /// Runs saved before `zero_init_residual` existed were initialised without it; their
+    /// recipes still load, as off.
+    #[test]
+    fn recipes_saved_without_zero_init_residual_load_as_off() {
+        let mut j =
+            serde_json::to_value(Recipe::default_for("mixer_tiny", "fashion-mnist")).unwrap();
+        assert_eq!(j["zero_init_residual"], serde_json::json!(true));
+        j.as_object_mut().unwrap().remove("zero_init_residual");
+        let r: Recipe = serde_json::from_value(j).unwrap();
+        assert!(!r.zero_init_residual);
+    }
+
     #[test]
     fn model_defaults_yield_to_their_flags() {
         let recipe = |model: &str, epochs: Option<usize>, lr: Option<f64>, zero: Option<bool>| {

@@ -126,7 +126,8 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         ..ModelOptions::default()
     };
     let net = create_model(&recipe.model, &opts).map_err(|e| {
-        // A model that builds without one option refuses that flag itself: name the flag.
+        // A model that builds without the options some flags set refuses those flags
+        // themselves: name them.
         let without_drop_path = ModelOptions {
             drop_path_rate: 0.0,
             ..opts.clone()
@@ -135,12 +136,17 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             zero_init_residual: false,
             ..opts.clone()
         };
-        for (flag, without) in [
+        let without_both = ModelOptions {
+            drop_path_rate: 0.0,
+            ..without_zero_init.clone()
+        };
+        for (flags, without) in [
             ("--drop-path", without_drop_path),
             ("--zero-init-residual", without_zero_init),
+            ("--drop-path and --zero-init-residual", without_both),
         ] {
             if without != opts && create_model(&recipe.model, &without).is_ok() {
-                return CliError(format!("{flag}: {} does not take it: {e}", recipe.model));
+                return CliError(format!("{flags}: {} does not take it: {e}", recipe.model));
             }
         }
         CliError(format!(

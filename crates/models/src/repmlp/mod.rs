@@ -40,7 +40,8 @@ pub(crate) struct Opts {
 }
 
 impl Opts {
-    /// Rejects options that have no meaning for these models (patches, GELU, drop-path).
+    /// Rejects options that have no meaning for these models (patches, GELU, drop-path,
+    /// zero-initialised residual branches).
     pub(crate) fn check(model: &str, o: &ModelOptions) -> Result<Opts, ModelError> {
         let bad = |msg: &str| ModelError::InvalidConfig {
             model: model.to_string(),

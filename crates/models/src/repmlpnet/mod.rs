@@ -295,7 +295,8 @@ fn sub_seed(seed: u64, i: u64) -> u64 {
 impl RepMlpNetConfig {
     /// Applies registry overrides: `img_size`, `in_chans`, `num_classes`, `patch_size`,
     /// `gelu_tanh`, `seed`. RepMLPNet has no dropout or drop path (neither have the authors),
-    /// so a non-zero `drop_rate` / `drop_path_rate` is an error rather than silently ignored.
+    /// so a non-zero `drop_rate` / `drop_path_rate` is an error rather than silently ignored,
+    /// and so is `zero_init_residual` (an option of the isotropic nets).
     pub fn with_options(mut self, o: &ModelOptions) -> Result<RepMlpNetConfig> {
         if o.zero_init_residual {
             return Err(self.invalid(
