@@ -5,7 +5,11 @@
 use allmlp_models::layers::autograd::Var;
 use allmlp_models::layers::autograd::tensor_core::Tensor;
 use allmlp_models::layers::{Ctx, Module, named_parameters};
-use allmlp_models::{Mixer, ModelOptions, ResMlp, create_model};
+use allmlp_models::mixer::mixer_tiny;
+use allmlp_models::resmlp::resmlp_tiny;
+use allmlp_models::{
+    IsotropicConfig, IsotropicNet, Mixer, Model, ModelOptions, ResMlp, create_model,
+};
 
 fn opts(zero: bool) -> ModelOptions {
     ModelOptions {
@@ -51,49 +55,30 @@ fn only_the_branch_outputs_change() {
     }
 }
 
-/// Each block passes its input through unchanged; a backward pass gives the zeroed layers
-/// non-zero gradients, so training moves them on the first step.
+/// Each block of `net` passes its input through unchanged.
+fn assert_blocks_are_the_identity<C: IsotropicConfig>(net: &IsotropicNet<C>, x: &Tensor) {
+    let mut t = net
+        .stem
+        .forward(&Var::constant(x.clone()), &Ctx::eval())
+        .unwrap();
+    for b in &net.blocks {
+        let y = b.forward(&t, &Ctx::eval()).unwrap();
+        assert_eq!(y.value().to_vec(), t.value().to_vec(), "{}", net.name());
+        t = y;
+    }
+}
+
+/// Each block passes its input through unchanged; once the head is non-zero, a backward pass
+/// gives the zeroed layers non-zero gradients, so training moves them.
 #[test]
 fn blocks_start_as_the_identity_and_still_learn() {
     let x = Tensor::randn(&[2, 1, 16, 16], 0.0, 1.0, 7).unwrap();
-    let check = |blocks: Vec<&dyn Module>, stem_out: Var| {
-        let mut t = stem_out;
-        for b in blocks {
-            let y = b.forward(&t, &Ctx::eval()).unwrap();
-            assert_eq!(y.value().to_vec(), t.value().to_vec());
-            t = y;
-        }
-    };
-    let mixer = Mixer::new(
-        "mixer_tiny",
-        &allmlp_models::mixer::mixer_tiny().with_options(&opts(true)),
-        3,
-    )
-    .unwrap();
+    let mixer = Mixer::new("mixer_tiny", &mixer_tiny().with_options(&opts(true)), 3).unwrap();
     mixer.zero_init_residual().unwrap();
-    let stem = mixer
-        .stem
-        .forward(&Var::constant(x.clone()), &Ctx::eval())
-        .unwrap();
-    check(
-        mixer.blocks.iter().map(|b| b as &dyn Module).collect(),
-        stem,
-    );
-    let resmlp = ResMlp::new(
-        "resmlp_tiny",
-        &allmlp_models::resmlp::resmlp_tiny().with_options(&opts(true)),
-        3,
-    )
-    .unwrap();
+    assert_blocks_are_the_identity(&mixer, &x);
+    let resmlp = ResMlp::new("resmlp_tiny", &resmlp_tiny().with_options(&opts(true)), 3).unwrap();
     resmlp.zero_init_residual().unwrap();
-    let stem = resmlp
-        .stem
-        .forward(&Var::constant(x.clone()), &Ctx::eval())
-        .unwrap();
-    check(
-        resmlp.blocks.iter().map(|b| b as &dyn Module).collect(),
-        stem,
-    );
+    assert_blocks_are_the_identity(&resmlp, &x);
 
     // The head starts at zero too (timm): give it weights so the loss reaches the blocks.
     let head = &mixer.head.weight;
