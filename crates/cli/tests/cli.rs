@@ -10,14 +10,10 @@ use allmlp::layers::{infer, num_parameters};
 use allmlp::models::{ModelOptions, create_model, model_names};
 
 mod common;
-use common::{allmlp, assert_fails};
+use common::{allmlp, assert_fails, stderr};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A fresh mixer_tiny saved with its name and config, its weights changed away from init so

@@ -316,7 +316,7 @@ fn empty_or_misplaced_data_is_refused() {
                 zero_init_residual: Some(true),
                 ..small(dir.path(), 1, 64)
             },
-            "--drop-path and --zero-init-residual: repmlp_tiny does not take it",
+            "--drop-path, --zero-init-residual: repmlp_tiny does not take them",
         ),
     ];
     for (args, want) in cases {

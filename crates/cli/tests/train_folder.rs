@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod common;
-use common::{allmlp, assert_fails};
+use common::{allmlp, assert_fails, stderr};
 
 /// `root/train/CLASS/*.png` and `root/test/CLASS/*.png`: 8×8 grey images, class `dark`
 /// darker than class `light`.
@@ -30,7 +30,7 @@ fn a_folder_run_is_found_from_another_working_directory() {
     let (top, sub) = (root.path(), root.path().join("sub"));
     std::fs::create_dir(&sub).unwrap();
     write_folder(&top.join("imgs"), 4);
-    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", common_err(&o));
+    let ok = |o: std::process::Output| assert!(o.status.success(), "{}", stderr(&o));
     let train = |extra: &[&str], cwd: &Path| {
         let mut a = vec!["train", "--threads", "1"];
         a.extend_from_slice(extra);
@@ -91,8 +91,4 @@ fn a_folder_run_is_found_from_another_working_directory() {
             "--dataset folder:PATH",
         ],
     );
-}
-
-fn common_err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

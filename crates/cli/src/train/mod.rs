@@ -126,28 +126,27 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         ..ModelOptions::default()
     };
     let net = create_model(&recipe.model, &opts).map_err(|e| {
-        // A model that builds without the options some flags set refuses those flags
-        // themselves: name them.
-        let without_drop_path = ModelOptions {
+        // A model that builds without the options these flags set refuses the flags
+        // themselves (`e` says which): name them rather than blame the images.
+        let flags: Vec<&str> = [
+            ("--drop-path", opts.drop_path_rate > 0.0),
+            ("--zero-init-residual", opts.zero_init_residual),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        let without = ModelOptions {
             drop_path_rate: 0.0,
-            ..opts.clone()
-        };
-        let without_zero_init = ModelOptions {
             zero_init_residual: false,
             ..opts.clone()
         };
-        let without_both = ModelOptions {
-            drop_path_rate: 0.0,
-            ..without_zero_init.clone()
-        };
-        for (flags, without) in [
-            ("--drop-path", without_drop_path),
-            ("--zero-init-residual", without_zero_init),
-            ("--drop-path and --zero-init-residual", without_both),
-        ] {
-            if without != opts && create_model(&recipe.model, &without).is_ok() {
-                return CliError(format!("{flags}: {} does not take it: {e}", recipe.model));
-            }
+        if !flags.is_empty() && create_model(&recipe.model, &without).is_ok() {
+            return CliError(format!(
+                "{}: {} does not take {}: {e}",
+                flags.join(", "),
+                recipe.model,
+                if flags.len() == 1 { "it" } else { "them" }
+            ));
         }
         CliError(format!(
             "{} cannot be built for the {} images ({}×{}×{}, {} classes): {e}",

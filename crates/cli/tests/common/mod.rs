@@ -17,6 +17,11 @@ pub fn allmlp(args: &[&str], dir: &Path) -> Output {
         .expect("the allmlp binary runs")
 }
 
+/// The process's standard error, for assertion messages.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 /// Asserts a clean failure: non-zero exit, `error: ` first, no panic, each of `what` named.
 pub fn assert_fails(o: &Output, what: &[&str]) {
     let err = String::from_utf8_lossy(&o.stderr);
