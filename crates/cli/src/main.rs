@@ -49,6 +49,9 @@ enum Command {
         /// Where to write the tensor `logits` [N, classes] (written atomically).
         #[arg(long, value_name = "Y.safetensors")]
         output: PathBuf,
+        /// Worker threads (default: ALLMLP_NUM_THREADS, else every core).
+        #[arg(long, value_name = "T")]
+        threads: Option<usize>,
         #[command(flatten)]
         sizes: ModelArgs,
     },
@@ -86,8 +89,11 @@ fn run(cli: Cli) -> CliResult<String> {
             weights,
             input,
             output,
+            threads,
             sizes,
-        } => commands::infer::run(model.as_deref(), &sizes, &weights, &input, &output),
+        } => commands::set_threads(threads).and_then(|()| {
+            commands::infer::run(model.as_deref(), &sizes, &weights, &input, &output)
+        }),
         Command::Reparam {
             weights,
             output,

@@ -64,7 +64,14 @@ fn no_arguments_prints_help_and_version_works() {
         format!("allmlp {}", env!("CARGO_PKG_VERSION"))
     );
     let o = allmlp(&["infer", "--help"], dir.path());
-    for flag in ["--model", "--weights", "--input", "--output", "--img-size"] {
+    for flag in [
+        "--model",
+        "--weights",
+        "--input",
+        "--output",
+        "--threads",
+        "--img-size",
+    ] {
         assert!(stdout(&o).contains(flag), "{}", stdout(&o));
     }
 }
@@ -230,8 +237,8 @@ fn infer_matches_the_library_and_uses_checkpoint_metadata() {
     let m = save_mixer_tiny(&p("w.safetensors"));
     let x = save_input(&p("x.safetensors"), "input", &[3, 1, 28, 28]);
     let want = infer(&*m, &x).unwrap();
-    // Without --model (from metadata), and with it.
-    for extra in [&[][..], &["--model", "mixer_tiny"]] {
+    // Without --model (from metadata), with it, and on one thread.
+    for extra in [&[][..], &["--model", "mixer_tiny"], &["--threads", "1"]] {
         let mut args = vec![
             "infer",
             "--weights",
@@ -294,6 +301,16 @@ fn infer_errors_name_the_problem() {
         &run("w.safetensors", "x.safetensors", Some("mixer_zz")),
         &["unknown model `mixer_zz`", "mixer_tiny", "resmlp_tiny"],
     );
+    let mut zero_threads = vec!["infer", "--weights", "w.safetensors", "--input"];
+    zero_threads.extend([
+        "x.safetensors",
+        "--output",
+        "y.safetensors",
+        "--threads",
+        "0",
+    ]);
+    assert_fails(&allmlp(&zero_threads, dir.path()), &["--threads 0"]);
+    assert!(!p("y.safetensors").exists());
     assert_fails(
         &run("w.safetensors", "other_key.safetensors", None),
         &["other_key.safetensors", "no tensor `input`", "images"],

@@ -105,6 +105,8 @@ fn predict_lists_the_top_classes_with_their_probabilities() {
             "b.png",
             "--top",
             "3",
+            "--threads",
+            "1",
         ],
         p,
     );
@@ -221,6 +223,18 @@ fn predict_errors_name_the_file() {
         p,
     );
     assert_fails(&o, &["--top"]);
+    let o = allmlp(
+        &[
+            "predict",
+            "--weights",
+            "w.safetensors",
+            "ok.png",
+            "--threads",
+            "0",
+        ],
+        p,
+    );
+    assert_fails(&o, &["--threads 0"]);
     // No image at all: clap's usage error.
     let o = allmlp(&["predict", "--weights", "w.safetensors"], p);
     assert!(!o.status.success());
@@ -231,7 +245,14 @@ fn predict_errors_name_the_file() {
 fn predict_help_explains_every_flag() {
     let o = allmlp(&["predict", "--help"], Path::new("."));
     let help = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--weights", "--model", "--top", "IMAGE", "center-cropped"] {
+    for flag in [
+        "--weights",
+        "--model",
+        "--top",
+        "--threads",
+        "IMAGE",
+        "center-cropped",
+    ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }

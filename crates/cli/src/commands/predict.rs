@@ -35,6 +35,9 @@ pub struct PredictArgs {
     /// How many of the most probable classes to list per image (at most the class count).
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TOP)]
     pub top: usize,
+    /// Worker threads (default: ALLMLP_NUM_THREADS, else every core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
 }
 
 /// Softmax of `logits` in f64 (shifted by the maximum for stability).
@@ -99,6 +102,7 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
     if args.top == 0 {
         return Err(CliError("--top must be at least 1".into()));
     }
+    super::set_threads(args.threads)?;
     let LoadedModel { name, net, meta } =
         load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let input = net.input_shape();
