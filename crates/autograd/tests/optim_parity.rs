@@ -15,8 +15,9 @@ use std::path::PathBuf;
 
 use allmlp_autograd::Var;
 use allmlp_autograd::optim::{
-    Adam, AdamConfig, Lamb, LambConfig, Optimizer, OptimizerState, ParamGroup, Schedule, Sgd,
-    SgdConfig, clip_grad_norm, param_groups_weight_decay,
+    Adam, AdamConfig, Combined, Lamb, LambConfig, Muon, MuonConfig, MuonLrAdjust, Optimizer,
+    OptimizerState, ParamGroup, Schedule, Sgd, SgdConfig, clip_grad_norm,
+    param_groups_weight_decay,
 };
 use allmlp_autograd::tensor_core::Tensor;
 use safetensors::{Dtype, SafeTensors};
@@ -28,6 +29,12 @@ const NAMES: [&str; 5] = [
     "blocks.0.ls1",
     "blocks.0.norm1.alpha",
     "head.weight",
+];
+/// The Muon fixtures' 2-D parameters (wide, tall, square).
+const MUON_NAMES: [&str; 3] = [
+    "blocks.0.fc1.weight",
+    "blocks.0.fc2.weight",
+    "blocks.0.tokens.weight",
 ];
 const STEPS: usize = 6;
 
@@ -184,18 +191,42 @@ fn build(fx: &Fixture, named: Vec<(String, Var)>) -> Box<dyn Optimizer> {
             )
             .unwrap(),
         ),
+        "muon" => Box::new(
+            Muon::new(
+                groups,
+                MuonConfig {
+                    lr,
+                    weight_decay: wd,
+                    momentum: fx.num("momentum").unwrap_or(0.95),
+                    nesterov: fx.meta.get("nesterov").is_none_or(|v| v == "True"),
+                    ns_steps: fx.num("ns_steps").map_or(5, |n| n as usize),
+                    adjust_lr: match fx.meta.get("adjust_lr_fn").map(String::as_str) {
+                        None => MuonLrAdjust::Original,
+                        Some("match_rms_adamw") => MuonLrAdjust::MatchRmsAdamw,
+                        Some(f) => panic!("adjust_lr_fn {f}"),
+                    },
+                    ..MuonConfig::default()
+                },
+            )
+            .unwrap(),
+        ),
         k => panic!("unknown optimizer {k}"),
     }
 }
 
 /// Runs one fixture configuration; returns (max rel. error of parameters, of state).
 fn run_config(config: &str) -> (f64, f64) {
+    run_config_over(config, &NAMES)
+}
+
+/// [`run_config`] for a fixture over the parameters `names`.
+fn run_config_over(config: &str, names: &[&str]) -> (f64, f64) {
     let fx = Fixture::load(config);
-    let vars: Vec<Var> = NAMES
+    let vars: Vec<Var> = names
         .iter()
         .map(|n| Var::parameter(fx.t(&format!("init.{n}")).clone()))
         .collect();
-    let named = NAMES
+    let named = names
         .iter()
         .zip(&vars)
         .map(|(n, v)| (n.to_string(), v.clone()))
@@ -205,14 +236,14 @@ fn run_config(config: &str) -> (f64, f64) {
     let mut worst_delta = 0.0f64;
     let mut skipped = 0;
     for t in 0..STEPS {
-        for (n, v) in NAMES.iter().zip(&vars) {
+        for (n, v) in names.iter().zip(&vars) {
             let g = fx.f32s.get(&format!("grad.{t}.{n}")).cloned();
             skipped += usize::from(g.is_none());
             v.set_grad(g);
         }
         let before: Vec<Tensor> = vars.iter().map(Var::value).collect();
         opt.step().unwrap();
-        for ((n, v), b) in NAMES.iter().zip(&vars).zip(&before) {
+        for ((n, v), b) in names.iter().zip(&vars).zip(&before) {
             let want = fx.t(&format!("param.{t}.{n}"));
             let err = max_rel(&v.value(), want);
             assert!(
@@ -312,6 +343,17 @@ fn lamb_resmlp_recipe_at_large_lr_matches_timm() {
 #[test]
 fn lamb_non_default_options_match_timm() {
     run_config("lamb_options");
+}
+
+#[test]
+fn muon_defaults_match_torch() {
+    run_config_over("muon_default", &MUON_NAMES);
+}
+
+#[test]
+fn muon_options_match_torch() {
+    // No Nesterov, momentum 0.9, three iterations, AdamW-matched learning rate.
+    run_config_over("muon_options", &MUON_NAMES);
 }
 
 #[test]
@@ -578,7 +620,22 @@ fn groups(params: Vec<(String, Var)>) -> Vec<ParamGroup> {
     g
 }
 
-const MAKERS: [(&str, MakeOpt); 5] = [
+/// Muon for the 2-D weights, AdamW for the rest, as one optimizer.
+fn muon_adamw(params: Vec<(String, Var)>) -> Box<dyn Optimizer> {
+    let (matrices, rest): (Vec<_>, Vec<_>) =
+        params.into_iter().partition(|(_, v)| v.shape().len() == 2);
+    let muon = Muon::new(vec![ParamGroup::new(matrices)], MuonConfig::default()).unwrap();
+    let adamw = Adam::adamw(groups(rest), AdamConfig::adamw()).unwrap();
+    Box::new(
+        Combined::new(vec![
+            ("muon".to_string(), Box::new(muon)),
+            ("adamw".to_string(), Box::new(adamw)),
+        ])
+        .unwrap(),
+    )
+}
+
+const MAKERS: [(&str, MakeOpt); 6] = [
     ("sgd", |p| {
         Box::new(
             Sgd::new(
@@ -605,6 +662,7 @@ const MAKERS: [(&str, MakeOpt); 5] = [
     ("lamb", |p| {
         Box::new(Lamb::new(groups(p), LambConfig::resmlp()).unwrap())
     }),
+    ("muon_adamw", muon_adamw),
 ];
 
 fn values(params: &[(String, Var)]) -> Vec<Vec<f32>> {
@@ -899,9 +957,14 @@ fn parameters_without_gradient_are_skipped() {
         );
         assert_eq!(after[1..], before[1..], "{name}: the others do not");
         let st = opt.state();
-        assert_eq!(st.scalar("l0.weight.step"), Some(1.0), "{name}");
-        assert_eq!(st.scalar("l0.bias.step"), Some(0.0), "{name}");
-        assert!(st.tensor("l0.bias.exp_avg").is_none(), "{name}");
+        // Combined prefixes each part's keys with its label.
+        let (w, b) = match name {
+            "muon_adamw" => ("muon/l0.weight", "adamw/l0.bias"),
+            _ => ("l0.weight", "l0.bias"),
+        };
+        assert_eq!(st.scalar(&format!("{w}.step")), Some(1.0), "{name}");
+        assert_eq!(st.scalar(&format!("{b}.step")), Some(0.0), "{name}");
+        assert!(st.tensor(&format!("{b}.exp_avg")).is_none(), "{name}");
         opt.zero_grad();
         assert!(params.iter().all(|(_, v)| v.grad().is_none()), "{name}");
     }

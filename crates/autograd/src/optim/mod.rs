@@ -2,7 +2,9 @@
 //!
 //! - [`Sgd`] (momentum, dampening, Nesterov, weight decay), [`Adam`] and AdamW
 //!   ([`Adam::adamw`] / [`AdamConfig::adamw`]) match `torch.optim`; [`Lamb`] matches timm's
-//!   `timm.optim.Lamb` with its defaults ([`LambConfig::resmlp`] is the ResMLP/DeiT recipe).
+//!   `timm.optim.Lamb` with its defaults ([`LambConfig::resmlp`] is the ResMLP/DeiT recipe);
+//!   [`Muon`] matches `torch.optim.Muon` (with its Newton–Schulz iteration in f32) for 2-D
+//!   weight matrices, and [`Combined`] steps it together with AdamW for the other parameters.
 //!   Each reproduces the reference's formula order and f32 rounding (scalars such as bias
 //!   corrections are computed in f64, as Python does), so results agree with torch/timm to ~1e-7
 //!   relative (tests/optim_parity.rs, against fixtures from `tools/fixtures/optim.py`).
@@ -60,7 +62,9 @@
 
 mod adam;
 mod clip;
+mod combined;
 mod lamb;
+mod muon;
 mod param_group;
 mod schedule;
 mod sgd;
@@ -68,7 +72,9 @@ mod state;
 
 pub use adam::{Adam, AdamConfig};
 pub use clip::clip_grad_norm;
+pub use combined::Combined;
 pub use lamb::{Lamb, LambConfig};
+pub use muon::{Muon, MuonConfig, MuonLrAdjust, orthogonalize, orthogonalize_batch};
 pub use param_group::{ParamGroup, glob_match, param_groups_weight_decay};
 pub use schedule::{Decay, Schedule};
 pub use sgd::{Sgd, SgdConfig};
