@@ -6,7 +6,9 @@ Trains mixer_tiny or resmlp_tiny (timm modules with allmlp's configurations), or
 from the IDX files (Debian's /usr/share/datasets/fashion-mnist by default) with the same
 recipe as `allmlp train`: the last linear layer of each residual branch zeroed for the Mixer
 (`--zero-init-residual`), AdamW (no weight decay on biases, norms, affine and layer-scale
-parameters), linear warm-up from 0 then cosine to 0 per step, label smoothing, random crop with
+parameters) or, with `--optimizer muon` (the default for Mixer and ResMLP), torch.optim.Muon with the
+AdamW-matched update size for every 2-D weight but the classifier's and AdamW for the rest
+(torch runs Muon's Newton-Schulz iteration in bfloat16, allmlp in float32), linear warm-up from 0 then cosine to 0 per step, label smoothing, random crop with
 zero padding + horizontal flip, normalization mean 0.2860 / std 0.3530, full batches only
 (drop_last), test evaluation after each epoch. Prints metrics.csv lines
 (`epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds`) and images/s.
@@ -87,12 +89,14 @@ def main():
     ap.add_argument("--model", default="mixer_tiny")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--epochs", type=int, default=None,
-                    help="default: allmlp's, 5 for resmlp_tiny and 4 for the others")
+                    help="default: allmlp's, 4")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=None,
                     help="default: allmlp's, 4e-3 for resmlp_tiny, 1e-3 for repmlp_tiny "
                          "and 2e-3 for mixer_tiny")
     ap.add_argument("--weight-decay", type=float, default=0.05)
+    ap.add_argument("--optimizer", choices=["adamw", "muon"], default=None,
+                    help="default: allmlp's, muon for mixer_tiny and resmlp_tiny, adamw for repmlp_tiny")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="default: 500, at most a quarter of the run (allmlp's Recipe::warmup)")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
@@ -113,8 +117,10 @@ def main():
         a.zero_init_residual = a.model.startswith("mixer")
     if a.zero_init_residual and a.model.startswith("repmlp"):
         raise SystemExit("--zero-init-residual: the RepMLP nets do not take it")
+    if a.optimizer is None:
+        a.optimizer = "adamw" if a.model.startswith("repmlp") else "muon"
     if a.epochs is None:
-        a.epochs = 5 if a.model.startswith("resmlp") else 4
+        a.epochs = 4
     if a.lr is None:
         a.lr = {"resmlp": 4e-3, "repmlp": 1e-3}.get(a.model[:6], 2e-3)
     torch.set_num_threads(a.threads)
@@ -135,12 +141,21 @@ def main():
                            else [blk.linear_tokens, blk.mlp_channels.fc2]):
                     fc.weight.zero_()
                     fc.bias.zero_()
-    decay, no_decay = [], []
-    for n, p in net.named_parameters():
+    named = list(net.named_parameters())
+    # Muon takes every 2-D weight but the classifier (the last one), as allmlp's --optimizer muon.
+    matrices = [n for n, p in named if p.ndim == 2][:-1] if a.optimizer == "muon" else []
+    decay, no_decay, hidden = [], [], []
+    for n, p in named:
+        if n in matrices:
+            hidden.append(p)
+            continue
         (no_decay if p.ndim <= 1 or n.endswith(".bias") or n.endswith(".alpha")
          or n.endswith(".beta") else decay).append(p)
-    opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0},
-                             {"params": decay, "weight_decay": a.weight_decay}], lr=a.lr)
+    opts = [torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0},
+                               {"params": decay, "weight_decay": a.weight_decay}], lr=a.lr)]
+    if hidden:
+        opts.append(torch.optim.Muon(hidden, lr=a.lr, weight_decay=a.weight_decay,
+                                     adjust_lr_fn="match_rms_adamw"))
     steps_per_epoch = len(xtr) // a.batch_size
     total = steps_per_epoch * a.epochs
     warm = min(500, total // 4) if a.warmup_steps is None else a.warmup_steps
@@ -162,13 +177,16 @@ def main():
             idx = perm[i * a.batch_size:(i + 1) * a.batch_size]
             x = augment(xtr[idx], a.crop_padding, a.hflip, gen)
             y = ytr[idx]
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+            for o in opts:
+                for g in o.param_groups:
+                    g["lr"] = lr_at(step)
             out = net(x)
             loss = F.cross_entropy(out, y, label_smoothing=a.label_smoothing)
-            opt.zero_grad(set_to_none=True)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            for o in opts:
+                o.step()
             step += 1
             loss_sum += loss.item() * len(y)
             correct += (out.argmax(1) == y).sum().item()
@@ -182,7 +200,7 @@ def main():
                 tl += F.cross_entropy(out, yte[i:i + 500], reduction="sum").item()
                 tc += (out.argmax(1) == yte[i:i + 500]).sum().item()
         print(f"{epoch},{loss_sum / seen:.6f},{correct / seen:.6f},{tl / len(xte):.6f},"
-              f"{tc / len(xte):.6f},{opt.param_groups[0]['lr']:.6e},{time.time() - start:.1f}"
+              f"{tc / len(xte):.6f},{opts[0].param_groups[0]['lr']:.6e},{time.time() - start:.1f}"
               f"  # {ips:.0f} img/s", flush=True)
 
 

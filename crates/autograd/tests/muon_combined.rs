@@ -158,8 +158,11 @@ fn muon_refuses_what_it_cannot_take() {
     assert_eq!(MuonLrAdjust::Original.adjust(1e-3, 512, 128), 2e-3);
 }
 
-/// A 2-D weight, a bias and a second matrix, with fixed random values.
-fn params(seed: u64) -> (Vec<(String, Var)>, Vec<(String, Var)>) {
+/// Named parameters.
+type Params = Vec<(String, Var)>;
+
+/// Two matrices (for Muon), and a bias and a classifier (for AdamW), with fixed random values.
+fn params(seed: u64) -> (Params, Params) {
     let p = |name: &str, shape: &[usize], s: u64| {
         let t = Tensor::randn(shape, 0.0, 1.0, seed + s).unwrap();
         (name.to_string(), Var::parameter(t))

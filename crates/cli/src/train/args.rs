@@ -25,13 +25,13 @@ pub struct TrainArgs {
     /// /usr/share/datasets/fashion-mnist/ if installed, else the embedded 5,000/1,000 subset.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Epochs to train [default: 4; 5 for ResMLP].
+    /// Epochs to train [default: 4].
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
     /// Images per training step [default: 64].
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
-    /// Optimizer [default: adamw].
+    /// Optimizer [default: muon for MLP-Mixer and ResMLP, adamw for the RepMLP nets].
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Peak learning rate, reached after the warm-up [default: 0.002; 0.004 for ResMLP, 0.001
@@ -342,32 +342,46 @@ mod tests {
 
     #[test]
     fn model_defaults_yield_to_their_flags() {
-        let recipe = |model: &str, epochs: Option<usize>, lr: Option<f64>, zero: Option<bool>| {
-            let a = TrainArgs {
-                model: Some(model.into()),
-                epochs,
-                lr,
-                zero_init_residual: zero,
-                ..Default::default()
+        use OptimizerKind::{Adamw, Muon};
+        let recipe =
+            |model: &str, opt: Option<OptimizerKind>, lr: Option<f64>, zero: Option<bool>| {
+                let a = TrainArgs {
+                    model: Some(model.into()),
+                    optimizer: opt,
+                    lr,
+                    zero_init_residual: zero,
+                    ..Default::default()
+                };
+                let r = a.new_recipe().unwrap();
+                (r.optimizer, r.lr, r.zero_init_residual, r.epochs)
             };
-            let r = a.new_recipe().unwrap();
-            (r.epochs, r.lr, r.zero_init_residual)
-        };
-        assert_eq!(recipe("mixer_tiny", None, None, None), (4, 2e-3, true));
-        assert_eq!(recipe("mixer_s16_224", None, None, None), (4, 2e-3, true));
-        assert_eq!(recipe("resmlp_tiny", None, None, None), (5, 4e-3, false));
-        assert_eq!(recipe("repmlp_tiny", None, None, None), (4, 1e-3, false));
         assert_eq!(
-            recipe("repmlp_tiny", Some(5), Some(5e-4), None),
-            (5, 5e-4, false)
+            recipe("mixer_tiny", None, None, None),
+            (Muon, 2e-3, true, 4)
         );
         assert_eq!(
-            recipe("mixer_tiny", None, None, Some(false)),
-            (4, 2e-3, false)
+            recipe("mixer_s16_224", None, None, None),
+            (Muon, 2e-3, true, 4)
+        );
+        assert_eq!(
+            recipe("resmlp_tiny", None, None, None),
+            (Muon, 4e-3, false, 4)
+        );
+        assert_eq!(
+            recipe("repmlp_tiny", None, None, None),
+            (Adamw, 1e-3, false, 4)
+        );
+        assert_eq!(
+            recipe("repmlp_tiny", Some(Muon), Some(5e-4), None),
+            (Muon, 5e-4, false, 4)
+        );
+        assert_eq!(
+            recipe("mixer_tiny", Some(Adamw), None, Some(false)),
+            (Adamw, 2e-3, false, 4)
         );
         assert_eq!(
             recipe("resmlp_tiny", None, None, Some(true)),
-            (5, 4e-3, true)
+            (Muon, 4e-3, true, 4)
         );
     }
 

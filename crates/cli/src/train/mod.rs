@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use allmlp_autograd::optim::param_groups_weight_decay;
 use allmlp_layers::checkpoint::{load_state_dict, state_dict};
 use allmlp_layers::named_parameters;
 use allmlp_layers::state_dict::Strictness;
@@ -167,12 +166,7 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
             input
         )));
     }
-    let groups = param_groups_weight_decay(
-        named_parameters(net.as_ref()),
-        recipe.weight_decay,
-        NO_DECAY,
-    );
-    let mut opt = build_optimizer(&recipe, groups)?;
+    let mut opt = build_optimizer(&recipe, named_parameters(net.as_ref()), NO_DECAY)?;
     let steps_per_epoch = recipe.steps_per_epoch(train.len());
     if steps_per_epoch == 0 {
         return Err(CliError(format!(

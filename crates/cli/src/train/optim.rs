@@ -1,23 +1,58 @@
 //! The optimizer and learning-rate schedule a [`Recipe`] asks for.
 
+use allmlp_autograd::Var;
 use allmlp_autograd::optim::{
-    Adam, AdamConfig, Decay, Lamb, LambConfig, Optimizer, ParamGroup, Schedule, Sgd, SgdConfig,
+    Adam, AdamConfig, Combined, Decay, Lamb, LambConfig, Muon, MuonConfig, MuonLrAdjust, Optimizer,
+    ParamGroup, Schedule, Sgd, SgdConfig, param_groups_weight_decay,
 };
 
 use super::recipe::{OptimizerKind, Recipe, ScheduleKind};
-use crate::commands::CliResult;
+use crate::commands::{CliError, CliResult};
 
-/// The recipe's optimizer over `groups`.
-pub fn build_optimizer(r: &Recipe, groups: Vec<ParamGroup>) -> CliResult<Box<dyn Optimizer>> {
-    Ok(match r.optimizer {
-        OptimizerKind::Adamw => Box::new(Adam::adamw(
+/// The recipe's optimizer over the model's `named` parameters. Weight decay goes to every
+/// parameter except biases, 1-D tensors and names matching `no_decay` (timm's split).
+pub fn build_optimizer(
+    r: &Recipe,
+    named: Vec<(String, Var)>,
+    no_decay: &[&str],
+) -> CliResult<Box<dyn Optimizer>> {
+    let adamw = |groups| {
+        Adam::adamw(
             groups,
             AdamConfig {
                 lr: r.lr,
                 weight_decay: r.weight_decay,
                 ..AdamConfig::adamw()
             },
-        )?),
+        )
+    };
+    if r.optimizer == OptimizerKind::Muon {
+        let (matrices, rest) = hidden_matrices(named);
+        if matrices.is_empty() {
+            return Err(CliError(format!(
+                "--optimizer muon: {} has no 2-D weight matrix besides its classifier (Muon \
+                 takes only those); use adamw",
+                r.model
+            )));
+        }
+        let muon = Muon::new(
+            vec![ParamGroup::new(matrices)],
+            MuonConfig {
+                lr: r.lr,
+                weight_decay: r.weight_decay,
+                adjust_lr: MuonLrAdjust::MatchRmsAdamw,
+                ..MuonConfig::default()
+            },
+        )?;
+        let rest = adamw(param_groups_weight_decay(rest, r.weight_decay, no_decay))?;
+        return Ok(Box::new(Combined::new(vec![
+            ("muon".to_string(), Box::new(muon)),
+            ("adamw".to_string(), Box::new(rest)),
+        ])?));
+    }
+    let groups = param_groups_weight_decay(named, r.weight_decay, no_decay);
+    Ok(match r.optimizer {
+        OptimizerKind::Adamw | OptimizerKind::Muon => Box::new(adamw(groups)?),
         OptimizerKind::Sgd => Box::new(Sgd::new(
             groups,
             SgdConfig {
@@ -39,6 +74,24 @@ pub fn build_optimizer(r: &Recipe, groups: Vec<ParamGroup>) -> CliResult<Box<dyn
     })
 }
 
+/// A parameter and its name.
+type Named = (String, Var);
+
+/// Splits `named` into the weight matrices Muon takes (every 2-D parameter but the classifier,
+/// the model's last 2-D one) and the rest, each in model order.
+fn hidden_matrices(named: Vec<Named>) -> (Vec<Named>, Vec<Named>) {
+    let classifier = named.iter().rposition(|(_, v)| v.shape().len() == 2);
+    let (mut matrices, mut rest) = (Vec::new(), Vec::new());
+    for (i, p) in named.into_iter().enumerate() {
+        if p.1.shape().len() == 2 && Some(i) != classifier {
+            matrices.push(p);
+        } else {
+            rest.push(p);
+        }
+    }
+    (matrices, rest)
+}
+
 /// The recipe's schedule over `total_steps`: a linear warm-up from 0 ([`Recipe::warmup`]),
 /// then cosine or linear decay to 0, or ×0.1 after each third of the rest.
 pub fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
@@ -58,4 +111,57 @@ pub fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
         },
     };
     Ok(Schedule::new(r.lr, warmup, decay)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use allmlp_autograd::tensor_core::Tensor;
+
+    fn named(shapes: &[(&str, &[usize])]) -> Vec<(String, Var)> {
+        shapes
+            .iter()
+            .map(|(n, s)| (n.to_string(), Var::parameter(Tensor::zeros(s).unwrap())))
+            .collect()
+    }
+
+    #[test]
+    fn muon_takes_the_block_matrices_and_leaves_the_classifier() {
+        let ps = named(&[
+            ("stem.proj.weight", &[8, 1, 4, 4]),
+            ("stem.proj.bias", &[8]),
+            ("blocks.0.fc1.weight", &[16, 8]),
+            ("blocks.0.fc1.bias", &[16]),
+            ("blocks.0.fc2.weight", &[8, 16]),
+            ("head.weight", &[10, 8]),
+            ("head.bias", &[10]),
+        ]);
+        let (m, rest) = hidden_matrices(ps);
+        let names = |v: &[(String, Var)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&m), ["blocks.0.fc1.weight", "blocks.0.fc2.weight"]);
+        assert_eq!(
+            names(&rest),
+            [
+                "stem.proj.weight",
+                "stem.proj.bias",
+                "blocks.0.fc1.bias",
+                "head.weight",
+                "head.bias"
+            ]
+        );
+    }
+
+    #[test]
+    fn muon_without_block_matrices_is_refused() {
+        let r = Recipe {
+            optimizer: OptimizerKind::Muon,
+            ..Recipe::default_for("convnet", "fashion-mnist")
+        };
+        let ps = named(&[("conv.weight", &[8, 1, 3, 3]), ("head.weight", &[10, 8])]);
+        let e = build_optimizer(&r, ps, &[]).err().unwrap().0;
+        assert!(
+            e.contains("--optimizer muon: convnet has no 2-D weight matrix"),
+            "{e}"
+        );
+    }
 }
