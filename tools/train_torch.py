@@ -6,11 +6,11 @@ Trains mixer_tiny or resmlp_tiny (timm modules with allmlp's configurations), or
 from the IDX files (Debian's /usr/share/datasets/fashion-mnist by default) with the same
 recipe as `allmlp train`: the last linear layer of each residual branch zeroed for the Mixer
 (`--zero-init-residual`), AdamW (no weight decay on biases, norms, affine and layer-scale
-parameters) or, with `--optimizer muon` (the default for Mixer and ResMLP), torch.optim.Muon with the
-AdamW-matched update size for every 2-D weight but the classifier's and AdamW for the rest
-(torch runs Muon's Newton-Schulz iteration in bfloat16, allmlp in float32), linear warm-up from 0 then cosine to 0 per step, label smoothing, random crop with
-zero padding + horizontal flip, normalization mean 0.2860 / std 0.3530, full batches only
-(drop_last), test evaluation after each epoch. Prints metrics.csv lines
+parameters) or, with `--optimizer muon` (the default for Mixer and ResMLP), torch.optim.Muon
+with the AdamW-matched update size for every 2-D weight but the classifier's and AdamW for the
+rest (torch runs Muon's Newton-Schulz iteration in bfloat16, allmlp in float32), linear warm-up
+from 0 then cosine to 0 per step, label smoothing, random crop with zero padding + horizontal
+flip, normalization mean 0.2860 / std 0.3530, full batches only (drop_last), test evaluation after each epoch. Prints metrics.csv lines
 (`epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds`) and images/s.
 
     .venv/bin/python tools/train_torch.py --model mixer_tiny        # allmlp's default recipe
@@ -96,7 +96,8 @@ def main():
                          "and 2e-3 for mixer_tiny")
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--optimizer", choices=["adamw", "muon"], default=None,
-                    help="default: allmlp's, muon for mixer_tiny and resmlp_tiny, adamw for repmlp_tiny")
+                    help="default: allmlp's, muon for mixer_tiny and resmlp_tiny, "
+                         "adamw for repmlp_tiny")
     ap.add_argument("--warmup-steps", type=int, default=None,
                     help="default: 500, at most a quarter of the run (allmlp's Recipe::warmup)")
     ap.add_argument("--label-smoothing", type=float, default=0.1)

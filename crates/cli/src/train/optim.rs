@@ -13,48 +13,37 @@ use crate::commands::{CliError, CliResult};
 /// parameter except biases, 1-D tensors and names matching `no_decay` (timm's split).
 pub fn build_optimizer(
     r: &Recipe,
-    named: Vec<(String, Var)>,
+    named: Vec<Named>,
     no_decay: &[&str],
 ) -> CliResult<Box<dyn Optimizer>> {
-    let adamw = |groups| {
-        Adam::adamw(
-            groups,
-            AdamConfig {
-                lr: r.lr,
-                weight_decay: r.weight_decay,
-                ..AdamConfig::adamw()
-            },
-        )
-    };
-    if r.optimizer == OptimizerKind::Muon {
-        let (matrices, rest) = hidden_matrices(named);
-        if matrices.is_empty() {
-            return Err(CliError(format!(
-                "--optimizer muon: {} has no 2-D weight matrix besides its classifier (Muon \
-                 takes only those); use adamw",
-                r.model
-            )));
-        }
-        let muon = Muon::new(
-            vec![ParamGroup::new(matrices)],
-            MuonConfig {
-                lr: r.lr,
-                weight_decay: r.weight_decay,
-                adjust_lr: MuonLrAdjust::MatchRmsAdamw,
-                ..MuonConfig::default()
-            },
-        )?;
-        let rest = adamw(param_groups_weight_decay(rest, r.weight_decay, no_decay))?;
-        return Ok(Box::new(Combined::new(vec![
-            ("muon".to_string(), Box::new(muon)),
-            ("adamw".to_string(), Box::new(rest)),
-        ])?));
-    }
-    let groups = param_groups_weight_decay(named, r.weight_decay, no_decay);
+    let groups = |named| param_groups_weight_decay(named, r.weight_decay, no_decay);
     Ok(match r.optimizer {
-        OptimizerKind::Adamw | OptimizerKind::Muon => Box::new(adamw(groups)?),
+        OptimizerKind::Adamw => Box::new(adamw(r, groups(named))?),
+        OptimizerKind::Muon => {
+            let (matrices, rest) = hidden_matrices(named);
+            if matrices.is_empty() {
+                return Err(CliError(format!(
+                    "--optimizer muon: {} has no 2-D weight matrix besides its classifier \
+                     (Muon takes only those); use adamw",
+                    r.model
+                )));
+            }
+            let muon = Muon::new(
+                vec![ParamGroup::new(matrices)],
+                MuonConfig {
+                    lr: r.lr,
+                    weight_decay: r.weight_decay,
+                    adjust_lr: MuonLrAdjust::MatchRmsAdamw,
+                    ..MuonConfig::default()
+                },
+            )?;
+            Box::new(Combined::new(vec![
+                ("muon".to_string(), Box::new(muon)),
+                ("adamw".to_string(), Box::new(adamw(r, groups(rest))?)),
+            ])?)
+        }
         OptimizerKind::Sgd => Box::new(Sgd::new(
-            groups,
+            groups(named),
             SgdConfig {
                 lr: r.lr,
                 momentum: 0.9,
@@ -64,7 +53,7 @@ pub fn build_optimizer(
             },
         )?),
         OptimizerKind::Lamb => Box::new(Lamb::new(
-            groups,
+            groups(named),
             LambConfig {
                 lr: r.lr,
                 weight_decay: r.weight_decay,
@@ -72,6 +61,18 @@ pub fn build_optimizer(
             },
         )?),
     })
+}
+
+/// AdamW at the recipe's learning rate and weight decay over `groups`.
+fn adamw(r: &Recipe, groups: Vec<ParamGroup>) -> allmlp_autograd::Result<Adam> {
+    Adam::adamw(
+        groups,
+        AdamConfig {
+            lr: r.lr,
+            weight_decay: r.weight_decay,
+            ..AdamConfig::adamw()
+        },
+    )
 }
 
 /// A parameter and its name.
