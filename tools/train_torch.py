@@ -10,8 +10,9 @@ parameters) or, with `--optimizer muon` (the default for Mixer and ResMLP), torc
 with the AdamW-matched update size for every 2-D weight but the classifier's and AdamW for the
 rest (torch runs Muon's Newton-Schulz iteration in bfloat16, allmlp in float32), linear warm-up
 from 0 then cosine to 0 per step, label smoothing, random crop with zero padding + horizontal
-flip, normalization mean 0.2860 / std 0.3530, full batches only (drop_last), test evaluation after each epoch. Prints metrics.csv lines
-(`epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds`) and images/s.
+flip, normalization mean 0.2860 / std 0.3530, full batches only (drop_last), test evaluation
+after each epoch. Prints metrics.csv lines (`epoch,train_loss,train_acc,test_loss,test_acc,lr,
+seconds`) and images/s.
 
     .venv/bin/python tools/train_torch.py --model mixer_tiny        # allmlp's default recipe
 
