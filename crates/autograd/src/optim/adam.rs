@@ -2,7 +2,7 @@
 //! `torch.optim.AdamW` (single-tensor path, no AMSGrad).
 
 use super::state::{Core, Update, check_range, lerp};
-use super::{Optimizer, OptimizerState, ParamGroup};
+use super::{Optimizer, ParamGroup};
 use crate::Result;
 
 /// Hyper-parameters of [`Adam`]. `Default` is torch's Adam; [`AdamConfig::adamw`] is torch's AdamW.
@@ -149,27 +149,5 @@ impl Optimizer for Adam {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        self.core.zero_grad();
-    }
-
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr("Adam::set_lr", lr)
-    }
-
-    fn param_groups(&self) -> &[ParamGroup] {
-        &self.core.groups
-    }
-
-    fn state(&self) -> OptimizerState {
-        self.core.save(Vec::new())
-    }
-
-    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.core.load("Adam::load_state", state, &[]).map(|_| ())
-    }
+    delegate_to_core!("Adam::set_lr", "Adam::load_state");
 }

@@ -221,21 +221,7 @@ impl Optimizer for Lamb {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        self.core.zero_grad();
-    }
-
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr("Lamb::set_lr", lr)
-    }
-
-    fn param_groups(&self) -> &[ParamGroup] {
-        &self.core.groups
-    }
+    delegate_to_core!("Lamb::set_lr");
 
     fn state(&self) -> OptimizerState {
         let extra = self

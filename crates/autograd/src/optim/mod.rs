@@ -60,6 +60,41 @@
 //! # Ok::<(), allmlp_autograd::AutogradError>(())
 //! ```
 
+/// The [`Optimizer`] methods an optimizer forwards to its `core` field (`state::Core`):
+/// `zero_grad`, `lr`, `set_lr` (errors named `$set_lr`) and `param_groups`; with a second
+/// argument also `state` and `load_state` (errors named `$load`) for optimizers without
+/// state beyond the per-parameter buffers and steps.
+macro_rules! delegate_to_core {
+    ($set_lr:literal) => {
+        fn zero_grad(&self) {
+            self.core.zero_grad();
+        }
+
+        fn lr(&self) -> f64 {
+            self.core.lr
+        }
+
+        fn set_lr(&mut self, lr: f64) -> $crate::Result<()> {
+            self.core.set_lr($set_lr, lr)
+        }
+
+        fn param_groups(&self) -> &[$crate::optim::ParamGroup] {
+            &self.core.groups
+        }
+    };
+    ($set_lr:literal, $load:literal) => {
+        delegate_to_core!($set_lr);
+
+        fn state(&self) -> $crate::optim::OptimizerState {
+            self.core.save(Vec::new())
+        }
+
+        fn load_state(&mut self, state: &$crate::optim::OptimizerState) -> $crate::Result<()> {
+            self.core.load($load, state, &[]).map(|_| ())
+        }
+    };
+}
+
 mod adam;
 mod clip;
 mod combined;

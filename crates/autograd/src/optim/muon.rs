@@ -5,7 +5,7 @@
 use allmlp_tensor_core::gemm::{MatMut, MatRef, gemm_batched};
 
 use super::state::{Core, Update, check_range, invalid, lerp, norm2};
-use super::{Optimizer, OptimizerState, ParamGroup};
+use super::{Optimizer, ParamGroup};
 use crate::Result;
 
 /// How [`Muon`] scales the learning rate of an `A × B` matrix (torch's `adjust_lr_fn`).
@@ -300,27 +300,5 @@ impl Optimizer for Muon {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        self.core.zero_grad();
-    }
-
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr("Muon::set_lr", lr)
-    }
-
-    fn param_groups(&self) -> &[ParamGroup] {
-        &self.core.groups
-    }
-
-    fn state(&self) -> OptimizerState {
-        self.core.save(Vec::new())
-    }
-
-    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.core.load("Muon::load_state", state, &[]).map(|_| ())
-    }
+    delegate_to_core!("Muon::set_lr", "Muon::load_state");
 }

@@ -2,7 +2,7 @@
 //! step for step `torch.optim.SGD` (single-tensor path).
 
 use super::state::{Core, Update, check_range, invalid};
-use super::{Optimizer, OptimizerState, ParamGroup};
+use super::{Optimizer, ParamGroup};
 use crate::Result;
 
 /// Hyper-parameters of [`Sgd`]; `Default` is torch's (lr 1e-3, no momentum, no weight decay).
@@ -129,27 +129,5 @@ impl Optimizer for Sgd {
         Ok(())
     }
 
-    fn zero_grad(&self) {
-        self.core.zero_grad();
-    }
-
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        self.core.set_lr("SGD::set_lr", lr)
-    }
-
-    fn param_groups(&self) -> &[ParamGroup] {
-        &self.core.groups
-    }
-
-    fn state(&self) -> OptimizerState {
-        self.core.save(Vec::new())
-    }
-
-    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.core.load("SGD::load_state", state, &[]).map(|_| ())
-    }
+    delegate_to_core!("SGD::set_lr", "SGD::load_state");
 }
