@@ -13,8 +13,9 @@ pub enum OptimizerKind {
     Sgd,
     /// LAMB (timm's), betas (0.9, 0.999), eps 1e-6, gradient norm clipped at 1.
     Lamb,
-    /// Muon (torch's, momentum 0.95, Nesterov, AdamW-matched update size) for the 2-D weight
-    /// matrices of the blocks, AdamW for the rest (stem, norms, biases, classifier).
+    /// Muon (torch's, momentum 0.95, Nesterov, AdamW-matched update size) for every 2-D weight
+    /// but the classifier's (the blocks' mixing matrices), AdamW for the rest (stem, norms,
+    /// biases, classifier).
     Muon,
 }
 
