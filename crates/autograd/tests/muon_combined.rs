@@ -5,7 +5,7 @@
 use allmlp_autograd::Var;
 use allmlp_autograd::optim::{
     Adam, AdamConfig, Combined, Muon, MuonConfig, MuonLrAdjust, Optimizer, ParamGroup,
-    orthogonalize, orthogonalize_batch,
+    orthogonalize,
 };
 use allmlp_autograd::tensor_core::Tensor;
 
@@ -57,7 +57,7 @@ fn orthogonalize_matches_a_naive_f64_iteration() {
         let u = Tensor::randn(&[rows, cols], 0.0, 1.0, seed)
             .unwrap()
             .to_vec();
-        let got = orthogonalize(&u, rows, cols, (3.4445, -4.775, 2.0315), 5, 1e-7).unwrap();
+        let got = orthogonalize(&u, 1, rows, cols, (3.4445, -4.775, 2.0315), 5, 1e-7).unwrap();
         let want = naive_orthogonalize(&u, rows, cols, 5);
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let err = got
@@ -76,7 +76,7 @@ fn orthogonalize_matches_a_naive_f64_iteration() {
             "{rows}×{cols}: ‖X‖² {fro2}"
         );
     }
-    let e = orthogonalize(&[1.0; 5], 2, 3, (3.4, -4.7, 2.0), 5, 1e-7).unwrap_err();
+    let e = orthogonalize(&[1.0; 5], 1, 2, 3, (3.4, -4.7, 2.0), 5, 1e-7).unwrap_err();
     assert!(
         e.to_string()
             .contains("expected 1 matrices of 2×3 (6 values), got 5 values"),
@@ -88,10 +88,10 @@ fn orthogonalize_matches_a_naive_f64_iteration() {
         Tensor::randn(&[9, 4], 0.0, 3.0, 6).unwrap().to_vec(),
     );
     let coef = (3.4445, -4.775, 2.0315);
-    let both = orthogonalize_batch(&[p.clone(), q.clone()].concat(), 2, 9, 4, coef, 5, 1e-7);
+    let both = orthogonalize(&[p.clone(), q.clone()].concat(), 2, 9, 4, coef, 5, 1e-7);
     let one_by_one = [
-        orthogonalize(&p, 9, 4, coef, 5, 1e-7).unwrap(),
-        orthogonalize(&q, 9, 4, coef, 5, 1e-7).unwrap(),
+        orthogonalize(&p, 1, 9, 4, coef, 5, 1e-7).unwrap(),
+        orthogonalize(&q, 1, 9, 4, coef, 5, 1e-7).unwrap(),
     ]
     .concat();
     assert_eq!(both.unwrap(), one_by_one);

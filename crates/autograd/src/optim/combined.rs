@@ -2,9 +2,9 @@
 //! write as two optimizers stepped one after the other, e.g. Muon for the hidden matrices and
 //! AdamW for the rest).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::state::invalid;
+use super::state::{check_grads, invalid};
 use super::{Optimizer, OptimizerState, ParamGroup};
 use crate::Result;
 
@@ -29,7 +29,8 @@ impl Combined {
             return Err(invalid(OP, "no optimizer to combine"));
         }
         let mut labels = HashSet::new();
-        let mut names: Vec<(&str, &str)> = Vec::new();
+        // Parameter name → label of the part that holds it.
+        let mut owner: HashMap<&str, &str> = HashMap::new();
         for (label, opt) in &parts {
             if label.is_empty() || label.contains('/') || !labels.insert(label.as_str()) {
                 return Err(invalid(
@@ -38,13 +39,12 @@ impl Combined {
                 ));
             }
             for (name, _) in opt.param_groups().iter().flat_map(|g| &g.params) {
-                if let Some((other, _)) = names.iter().find(|(_, n)| *n == name) {
+                if let Some(other) = owner.insert(name, label) {
                     return Err(invalid(
                         OP,
                         format!("parameter `{name}` is in both `{other}` and `{label}`"),
                     ));
                 }
-                names.push((label, name));
             }
         }
         let groups = parts
@@ -63,20 +63,7 @@ impl Combined {
 impl Optimizer for Combined {
     fn step(&mut self) -> Result<()> {
         // All shapes first, so a bad gradient leaves every part unchanged.
-        for (name, var) in self.groups.iter().flat_map(|g| &g.params) {
-            if let Some(g) = var.grad()
-                && g.shape() != var.shape().as_slice()
-            {
-                return Err(invalid(
-                    "Combined::step",
-                    format!(
-                        "gradient of `{name}` has shape {:?}, the parameter has {:?}",
-                        g.shape(),
-                        var.shape()
-                    ),
-                ));
-            }
-        }
+        check_grads("Combined::step", &self.groups)?;
         self.parts.iter_mut().try_for_each(|(_, o)| o.step())
     }
 

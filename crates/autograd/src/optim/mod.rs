@@ -109,7 +109,7 @@ pub use adam::{Adam, AdamConfig};
 pub use clip::clip_grad_norm;
 pub use combined::Combined;
 pub use lamb::{Lamb, LambConfig};
-pub use muon::{Muon, MuonConfig, MuonLrAdjust, orthogonalize, orthogonalize_batch};
+pub use muon::{Muon, MuonConfig, MuonLrAdjust, orthogonalize};
 pub use param_group::{ParamGroup, glob_match, param_groups_weight_decay};
 pub use schedule::{Decay, Schedule};
 pub use sgd::{Sgd, SgdConfig};

@@ -138,25 +138,13 @@ impl Muon {
     }
 }
 
-/// The Newton–Schulz orthogonalization of a row-major `rows × cols` matrix (torch's
-/// `_zeropower_via_newtonschulz`, in f32): the result has the input's shape, its singular
-/// values pushed towards 1 (into ≈ [0.7, 1.2] with the default coefficients).
+/// The Newton–Schulz orthogonalization (torch's `_zeropower_via_newtonschulz`, in f32) of
+/// `batch` row-major `rows × cols` matrices stored one after the other in `u`, each divided by
+/// its own norm: the result has `u`'s layout, each matrix's singular values pushed towards 1
+/// (into ≈ [0.7, 1.2] with the default coefficients). The products of the batch are shared out
+/// whole over the kernel pool, which keeps these mid-sized products on one core each (Muon's
+/// matrices of a model come in groups of one shape: one per block).
 pub fn orthogonalize(
-    u: &[f32],
-    rows: usize,
-    cols: usize,
-    coefficients: (f64, f64, f64),
-    steps: usize,
-    eps: f64,
-) -> Result<Vec<f32>> {
-    orthogonalize_batch(u, 1, rows, cols, coefficients, steps, eps)
-}
-
-/// [`orthogonalize`] for `batch` matrices of one shape stored one after the other in `u`
-/// (each with its own norm). The products of the batch are shared out whole over the kernel
-/// pool, which keeps these mid-sized products on one core each (Muon's matrices of a model
-/// come in groups of one shape: one per block).
-pub fn orthogonalize_batch(
     u: &[f32],
     batch: usize,
     rows: usize,
@@ -276,7 +264,7 @@ impl Optimizer for Muon {
                 .iter()
                 .flat_map(|&i| pending[i].2.iter().copied())
                 .collect();
-            let o = orthogonalize_batch(
+            let o = orthogonalize(
                 &stacked,
                 same.len(),
                 rows,

@@ -83,6 +83,26 @@ pub(crate) fn check_range(
     }
 }
 
+/// Checks every gradient's shape in `groups` before a step changes anything, so a bad one
+/// leaves all parameters and state as they were.
+pub(crate) fn check_grads(op: &'static str, groups: &[ParamGroup]) -> Result<()> {
+    for (pname, var) in groups.iter().flat_map(|g| &g.params) {
+        if let Some(g) = var.grad() {
+            let shape = var.shape();
+            if g.shape() != shape.as_slice() {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "gradient of `{pname}` has shape {:?}, the parameter has {shape:?}",
+                        g.shape()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Core {
     pub fn new(
         name: &'static str,
@@ -132,24 +152,9 @@ impl Core {
         Ok(())
     }
 
-    /// Checks every gradient's shape before a step changes anything, so a bad one leaves all
-    /// parameters and state as they were.
+    /// Checks every gradient's shape before a step changes anything ([`check_grads`]).
     pub fn check_grads(&self, op: &'static str) -> Result<()> {
-        for (pname, var) in self.groups.iter().flat_map(|g| &g.params) {
-            if let Some(g) = var.grad() {
-                let shape = var.shape();
-                if g.shape() != shape.as_slice() {
-                    return Err(invalid(
-                        op,
-                        format!(
-                            "gradient of `{pname}` has shape {:?}, the parameter has {shape:?}",
-                            g.shape()
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        check_grads(op, &self.groups)
     }
 
     pub fn zero_grad(&self) {
