@@ -23,15 +23,16 @@ fn slot() -> &'static RwLock<Option<Arc<ThreadPool>>> {
 }
 
 /// The thread count `ALLMLP_NUM_THREADS` asks for: `None` when it is unset, an error naming
-/// the variable and its value when it is not a whole number ≥ 1. The pool itself ignores
-/// such a value and uses every core; programs call this first to report it.
+/// the variable and its value when it is not a whole number in `1..=`[`max_threads`]. The
+/// pool itself ignores such a value and uses every core; programs call this first to report
+/// it.
 pub fn threads_from_env() -> Result<Option<usize>> {
     let Some(v) = std::env::var_os(NUM_THREADS_ENV) else {
         return Ok(None);
     };
     let v = v.to_string_lossy();
     match v.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(Some(n)),
+        Ok(n) if n > 0 => check_count("threads", &format!("{NUM_THREADS_ENV}={v:?}"), n).map(Some),
         _ => Err(TensorError::arg(
             "threads",
             format!("{NUM_THREADS_ENV}={v:?} must be a whole number of threads ≥ 1 (or unset)"),
@@ -39,12 +40,39 @@ pub fn threads_from_env() -> Result<Option<usize>> {
     }
 }
 
+/// The cores this process may run on (1 when the OS cannot say).
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The largest thread count accepted: four threads per core, and never fewer than 64.
+///
+/// More threads than that cannot make a kernel faster, and starting them is not free: a pool
+/// of 100,000 threads takes minutes to build.
+pub fn max_threads() -> usize {
+    (4 * cores()).max(64)
+}
+
+/// `n` when it is at most [`max_threads`], else an error naming `what` (where `n` came from).
+fn check_count(op: &'static str, what: &str, n: usize) -> Result<usize> {
+    let max = max_threads();
+    if n > max {
+        return Err(TensorError::arg(
+            op,
+            format!(
+                "{what} must be at most {max} here (4 threads per core, {} cores, and never \
+                 less than 64), got {n}",
+                cores()
+            ),
+        ));
+    }
+    Ok(n)
+}
+
 fn default_threads() -> usize {
-    threads_from_env().ok().flatten().unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    })
+    threads_from_env().ok().flatten().unwrap_or_else(cores)
 }
 
 fn build(n: usize) -> Result<Arc<ThreadPool>> {
@@ -74,7 +102,8 @@ pub fn pool() -> Arc<ThreadPool> {
     p
 }
 
-/// Sets the number of threads kernels use from now on. `n` must be at least 1.
+/// Sets the number of threads kernels use from now on. `n` must be at least 1 and at most
+/// [`max_threads`].
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
         return Err(TensorError::arg(
@@ -82,6 +111,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             "thread count must be at least 1, got 0",
         ));
     }
+    check_count("set_num_threads", "thread count", n)?;
     let p = build(n)?;
     *slot().write().unwrap_or_else(|e| e.into_inner()) = Some(p);
     Ok(())
@@ -96,4 +126,35 @@ pub fn num_threads() -> usize {
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let p = pool();
     p.install(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A count above the limit is refused before any thread starts, naming the limit; the
+    /// limit itself is accepted (4 per core, at least 64).
+    #[test]
+    fn thread_counts_above_the_limit_are_refused() {
+        let max = max_threads();
+        assert!(max >= 64 && max >= 4 * cores());
+        let e = set_num_threads(max + 1).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("at most {max} here")) && e.contains(&format!("got {}", max + 1)),
+            "{e}"
+        );
+        assert_eq!(
+            check_count("threads", "x", max).unwrap(),
+            max,
+            "the limit itself is allowed"
+        );
+        let e = check_count("threads", "ALLMLP_NUM_THREADS=\"100000\"", 100_000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("threads: "), "{e}");
+        assert!(
+            e.contains("ALLMLP_NUM_THREADS=\"100000\" must be at most"),
+            "{e}"
+        );
+    }
 }
