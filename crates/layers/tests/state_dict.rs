@@ -597,7 +597,20 @@ fn corrupt_files_are_errors_naming_file_and_problem() {
     );
 
     let e = StateDict::load(d).unwrap_err().to_string();
-    assert!(e.contains(&d.display().to_string()), "a directory: {e}");
+    assert!(
+        e.contains(&d.display().to_string())
+            && e.contains("it is a directory; pass a .safetensors"),
+        "a directory: {e}"
+    );
+    #[cfg(unix)]
+    {
+        // A FIFO would block the open-for-read forever if it were read; it is refused first.
+        let fifo = d.join("fifo.safetensors");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = StateDict::load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "a FIFO: {e}");
+    }
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "empty"),

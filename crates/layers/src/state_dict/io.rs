@@ -48,6 +48,19 @@ impl StateDict {
     /// keys are never converted).
     pub fn load_remapped(path: impl AsRef<Path>, remap: &Remap) -> Result<StateDict> {
         let path = path.as_ref();
+        // Looked at before opening: opening a FIFO for reading would block.
+        let meta =
+            std::fs::metadata(path).map_err(|e| StateDictError::io(path, "open for reading", e))?;
+        if meta.is_dir() {
+            return Err(StateDictError::corrupt(
+                path,
+                "it is a directory; pass a .safetensors file in it (e.g. best.safetensors)",
+            ));
+        }
+        if !meta.is_file() {
+            // A FIFO or device would block or never end; a checkpoint is a regular file.
+            return Err(StateDictError::corrupt(path, "it is not a regular file"));
+        }
         let file = File::open(path).map_err(|e| StateDictError::io(path, "open for reading", e))?;
         let len = file
             .metadata()
