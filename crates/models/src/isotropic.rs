@@ -99,9 +99,10 @@ impl<C: IsotropicConfig> IsotropicNet<C> {
         let mut rng = Rng::new(seed);
         let (img, c) = (k.img_size, k.embed_dim);
         let stem = PatchEmbed::new((img, img), k.patch_size, k.in_chans, c, rng.next_u64())?;
-        let blocks = drop_path_rates(k.drop_path_rate, k.depth)
-            .into_iter()
-            .map(|dp| cfg.block(dp, &mut rng))
+        // Every block gets the same stochastic-depth rate, as in timm's `MlpMixer` (which builds
+        // Mixer and ResMLP) and the ResMLP authors' code.
+        let blocks = (0..k.depth)
+            .map(|_| cfg.block(k.drop_path_rate, &mut rng))
             .collect::<Result<Vec<_>>>()?;
         Ok(IsotropicNet {
             stem,
@@ -288,20 +289,6 @@ pub(crate) fn into_autograd(e: ModelError) -> AutogradError {
     }
 }
 
-/// timm's stochastic-depth schedule: `rate · i / (depth − 1)` for block `i`
-/// (`torch.linspace(0, rate, depth)`).
-pub(crate) fn drop_path_rates(rate: f32, depth: usize) -> Vec<f32> {
-    (0..depth)
-        .map(|i| {
-            if depth <= 1 {
-                0.0
-            } else {
-                (rate as f64 * i as f64 / (depth - 1) as f64) as f32
-            }
-        })
-        .collect()
-}
-
 /// timm's Mixer Linear init: weight xavier-uniform, bias `N(0, 1e-6)` when the
 /// module's name contains "mlp", else zero.
 pub(crate) fn xavier_linear(
@@ -463,16 +450,6 @@ impl FromJson for bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn drop_path_schedule_is_linear_from_zero() {
-        assert_eq!(drop_path_rates(0.1, 1), [0.0]);
-        let r = drop_path_rates(0.3, 4);
-        assert_eq!(r.len(), 4);
-        for (i, want) in [0.0f32, 0.1, 0.2, 0.3].iter().enumerate() {
-            assert!((r[i] - want).abs() < 1e-7, "{r:?}");
-        }
-    }
 
     #[test]
     fn bad_input_names_the_model_and_the_fixed_size() {

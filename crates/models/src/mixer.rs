@@ -65,7 +65,7 @@ pub struct MixerConfig {
     /// Dropout inside every MLP, after the activation and after fc2 (timm's `proj_drop_rate`).
     pub proj_drop_rate: f32,
     /// Stochastic depth: block `i` drops its residual branches with probability
-    /// `drop_path_rate · i / (depth − 1)`.
+    /// the same rate in every block (timm's `MlpMixer`).
     pub drop_path_rate: f32,
 }
 
@@ -364,14 +364,14 @@ mod tests {
     }
 
     #[test]
-    fn drop_path_grows_per_block_and_config_round_trips() {
+    fn drop_path_is_the_same_in_every_block_and_config_round_trips() {
         let cfg = MixerConfig {
             drop_path_rate: 0.2,
             ..small()
         };
         let m = Mixer::new("small", &cfg, 0).unwrap();
         let r: Vec<f32> = m.blocks.iter().map(|b| b.drop_path.drop_prob).collect();
-        assert_eq!(r, [0.0, 0.1, 0.2]);
+        assert_eq!(r, [0.2, 0.2, 0.2]);
         assert_eq!(MixerConfig::from_json("small", &m.config()).unwrap(), cfg);
         assert_eq!(m.config()["name"], "small");
         let mut bad = m.config();

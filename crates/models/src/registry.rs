@@ -21,7 +21,7 @@ pub struct ModelOptions {
     pub gelu_tanh: bool,
     /// Dropout probability.
     pub drop_rate: f32,
-    /// Stochastic-depth rate (linearly increasing over blocks, as timm).
+    /// Stochastic-depth rate, the same in every block (as timm's Mixer and ResMLP).
     pub drop_path_rate: f32,
     /// Start every residual branch at zero, each block as the identity (Mixer and ResMLP:
     /// [`crate::isotropic::IsotropicNet::zero_init_residual`]; torchvision's option of the

@@ -65,7 +65,7 @@ pub struct ResMlpConfig {
     pub drop_rate: f32,
     /// Dropout inside the channel MLP (timm's `proj_drop_rate`).
     pub proj_drop_rate: f32,
-    /// Stochastic depth, `drop_path_rate · i / (depth − 1)` for block `i`.
+    /// Stochastic depth, the same rate in every block (timm's `MlpMixer`, the authors' code).
     pub drop_path_rate: f32,
 }
 
@@ -371,7 +371,8 @@ mod tests {
         };
         let m = ResMlp::new("small", &cfg, 0).unwrap();
         assert_eq!(ResMlpConfig::from_json("small", &m.config()).unwrap(), cfg);
-        assert_eq!(m.blocks[1].drop_path.drop_prob, 0.2);
+        let r: Vec<f32> = m.blocks.iter().map(|b| b.drop_path.drop_prob).collect();
+        assert_eq!(r, vec![0.4; cfg.depth]);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct TrainArgs {
     /// Mixup alpha; > 0 turns on mixup alternating with CutMix (alpha 1) [default: 0].
     #[arg(long, value_name = "ALPHA", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub mixup: Option<f32>,
-    /// Stochastic-depth rate, increasing linearly over the blocks [default: 0].
+    /// Stochastic-depth rate, the same in every block as in timm [default: 0].
     #[arg(long, value_name = "RATE", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub drop_path: Option<f32>,
     /// Start the last linear layer of every residual branch at zero, so each block starts as

@@ -57,7 +57,7 @@ pub struct Recipe {
     pub label_smoothing: f32,
     /// Mixup alpha (0: off). With mixup, CutMix (alpha 1.0) alternates with it half the time.
     pub mixup: f32,
-    /// Stochastic-depth rate (linearly increasing over blocks).
+    /// Stochastic-depth rate, the same in every block (as timm).
     pub drop_path: f32,
     /// Start every residual branch at zero, each block as the identity
     /// (`ModelOptions::zero_init_residual`; Mixer and ResMLP). Absent from runs saved before
