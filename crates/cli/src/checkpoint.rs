@@ -37,8 +37,8 @@
 use std::path::Path;
 
 use allmlp_layers::checkpoint::{load_state_dict, state_dict};
-use allmlp_layers::state_dict::{StateDict, Strictness};
-use allmlp_models::{Model, create_deploy_model, create_model};
+use allmlp_layers::state_dict::{StateDict, Strictness, resmlp_authors_to_timm};
+use allmlp_models::{Family, Model, ModelOptions, create_deploy_model, create_model, entries};
 use serde_json::{Value, json};
 
 use crate::commands::{
@@ -185,14 +185,75 @@ pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
         || sd.metadata_value("deploy") == Some("true")
 }
 
+/// An error naming `file` and the first tensor holding a NaN or infinite value, if any: such
+/// weights give NaN logits, which would read as "every image is class 0".
+pub fn check_finite(sd: &StateDict, file: &Path) -> CliResult<()> {
+    for (key, t) in sd.iter() {
+        let values = t.to_vec();
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(CliError(format!(
+                "{}: tensor `{key}` holds {v} (at flat index {i} of {}); the weights are not \
+                 usable",
+                file.display(),
+                values.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An error when `output` is the same file as one of `inputs` (`(flag, path)` pairs): writing
+/// it would replace that input. Paths that do not exist yet never clash.
+pub fn check_output_differs(output: &Path, inputs: &[(&str, &Path)]) -> CliResult<()> {
+    let Ok(out) = std::fs::canonicalize(output) else {
+        return Ok(());
+    };
+    for (flag, input) in inputs {
+        if std::fs::canonicalize(input).is_ok_and(|p| p == out) {
+            return Err(CliError(format!(
+                "--output {} is the {flag} file; writing it would replace that file (choose \
+                 another output path)",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn family(name: &str) -> Option<Family> {
+    entries()
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.family)
+}
+
+/// True when `sd` has every key of `name`'s deploy form but not every key of its training
+/// form: a deploy checkpoint without metadata (e.g. one the RepMLP authors' code converted).
+fn holds_deploy_form(name: &str, opts: &ModelOptions, sd: &StateDict) -> bool {
+    if !matches!(family(name), Some(Family::RepMlp | Family::RepMlpNet)) {
+        return false;
+    }
+    let has_all_keys = |m: allmlp_models::Result<Box<dyn Model>>| {
+        m.is_ok_and(|m| state_dict(&*m).keys().all(|k| sd.contains_key(k)))
+    };
+    !has_all_keys(create_model(name, opts)) && has_all_keys(create_deploy_model(name, opts))
+}
+
 /// Loads `weights`: the model is `model` or the checkpoint's `model` metadata; its sizes come
 /// from the checkpoint's `config` metadata (when it is a checkpoint of that model) unless
-/// `args` overrides them; a deploy checkpoint builds the deploy structure. The weights must
-/// match strictly; errors name the file and what disagrees.
+/// `args` overrides them; a deploy checkpoint builds the deploy structure. ResMLP weights may
+/// use the authors' (deit) names, which are renamed to timm's. The weights must match
+/// strictly, and hold no NaN or infinity; `classes` metadata must name every output. Errors
+/// name the file and what disagrees.
 pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliResult<LoadedModel> {
     let sd = StateDict::load(weights)?;
     let meta_model = sd.model().map(str::to_string);
     let name = model_name(&sd, model, weights)?;
+    let sd = if family(&name) == Some(Family::ResMlp) {
+        resmlp_authors_to_timm().apply(sd)?
+    } else {
+        sd
+    };
     // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
     let config: Option<Value> = if meta_model.as_deref() == Some(name.as_str()) {
         sd.config()?
@@ -201,11 +262,22 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
     };
     let meta = TrainedMeta::read(&sd, weights)?;
     let opts = args.apply(options_from_config(config.as_ref()));
-    let net = if is_deploy(&sd, config.as_ref()) {
+    let net = if is_deploy(&sd, config.as_ref()) || holds_deploy_form(&name, &opts, &sd) {
         create_deploy_model(&name, &opts)?
     } else {
         create_model(&name, &opts)?
     };
+    if let Some(m) = &meta {
+        let outputs = net.num_classes();
+        if m.classes.len() != outputs {
+            return Err(CliError(format!(
+                "{}: metadata `{CLASSES_KEY}` names {} classes, but {name} has {outputs} outputs",
+                weights.display(),
+                m.classes.len()
+            )));
+        }
+    }
+    check_finite(&sd, weights)?;
     load_state_dict(&*net, sd, Strictness::Strict).map_err(|e| {
         // `e` names the file (the state dict was loaded from it); the hint follows the
         // shortened list, so it is shown however many keys disagree.

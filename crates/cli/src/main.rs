@@ -64,9 +64,12 @@ enum Command {
         /// Where to write the deploy checkpoint (written atomically).
         #[arg(long, value_name = "deploy.safetensors")]
         output: PathBuf,
-        /// Registered model name; may be omitted when the weights carry `model` metadata.
+        /// Registered model name; may be omitted when the weights carry `model` metadata (then
+        /// their `config` metadata sets the sizes too).
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
+        #[command(flatten)]
+        sizes: ModelArgs,
     },
     /// Evaluate a trained checkpoint on a dataset's test split: accuracy, loss, per-class
     /// accuracy and the confusion matrix (text; PNG with --plot).
@@ -98,10 +101,11 @@ fn run(cli: Cli) -> CliResult<String> {
             weights,
             output,
             model,
+            sizes,
         } => commands::reparam::run(
             &weights,
             &output,
-            model.as_deref(),
+            (model.as_deref(), &sizes),
             commands::reparam::converter(),
         ),
         Command::Eval(args) => commands::eval::run(&args),

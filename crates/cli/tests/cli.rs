@@ -1,20 +1,14 @@
 //! End-to-end tests of the `allmlp` binary, each in its own temporary directory.
 
 use std::path::Path;
-use std::process::Output;
 
-use allmlp::layers::autograd::tensor_core::Tensor;
 use allmlp::layers::checkpoint::state_dict;
 use allmlp::layers::state_dict::StateDict;
 use allmlp::layers::{infer, num_parameters};
 use allmlp::models::{ModelOptions, create_model, model_names};
 
 mod common;
-use common::{allmlp, assert_fails, stderr};
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{Randomize, RandomizeAll, allmlp, assert_fails, save_input, stderr, stdout};
 
 /// A fresh mixer_tiny saved with its name and config, its weights changed away from init so
 /// the head is not zero (timm zero-initialises it) and logits are non-trivial.
@@ -26,26 +20,6 @@ fn save_mixer_tiny(path: &Path) -> Box<dyn allmlp::models::Model> {
     sd.set_config(&m.config()).unwrap();
     sd.save(path).unwrap();
     m
-}
-
-struct Randomize(u64);
-
-impl allmlp::layers::Visitor for Randomize {
-    fn param(&mut self, _: &str, p: &allmlp::layers::autograd::Var) {
-        self.0 += 1;
-        let shape = p.value().shape().to_vec();
-        p.set_value(Tensor::randn(&shape, 0.0, 0.05, self.0).unwrap())
-            .unwrap();
-    }
-    fn buffer(&mut self, _: &str, _: &allmlp::layers::Buffer) {}
-}
-
-fn save_input(path: &Path, key: &str, shape: &[usize]) -> Tensor {
-    let x = Tensor::randn(shape, 0.0, 1.0, 7).unwrap();
-    let mut sd = StateDict::new();
-    sd.insert(key, x.clone());
-    sd.save(path).unwrap();
-    x
 }
 
 #[test]
@@ -400,24 +374,6 @@ fn reparam_refuses_models_with_nothing_to_convert() {
 }
 
 /// Randomises BatchNorm running statistics too (defaults would hide fusion errors).
-struct RandomizeAll(u64);
-
-impl allmlp::layers::Visitor for RandomizeAll {
-    fn param(&mut self, name: &str, p: &allmlp::layers::autograd::Var) {
-        Randomize(self.0).param(name, p);
-        self.0 += 1;
-    }
-    fn buffer(&mut self, name: &str, b: &allmlp::layers::Buffer) {
-        self.0 += 1;
-        let shape = b.get().shape().to_vec();
-        if name.ends_with("running_var") {
-            b.set(Tensor::rand_uniform(&shape, 0.5, 2.0, self.0).unwrap());
-        } else if name.ends_with("running_mean") {
-            b.set(Tensor::randn(&shape, 0.0, 0.5, self.0).unwrap());
-        }
-    }
-}
-
 #[test]
 fn reparam_then_infer_gives_the_training_form_logits() {
     let dir = tempfile::tempdir().unwrap();

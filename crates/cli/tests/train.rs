@@ -368,7 +368,13 @@ fn a_trained_repmlp_converts_to_a_deploy_model_with_the_same_predictions() {
         dir.path().join("last.safetensors"),
         dir.path().join("deploy.safetensors"),
     );
-    reparam::run(&train_w, &deploy_w, None, reparam::converter()).unwrap();
+    reparam::run(
+        &train_w,
+        &deploy_w,
+        (None, &Default::default()),
+        reparam::converter(),
+    )
+    .unwrap();
     let a = allmlp::checkpoint::load_model(&train_w, None, &Default::default()).unwrap();
     let b = allmlp::checkpoint::load_model(&deploy_w, None, &Default::default()).unwrap();
     assert!(!a.net.is_deploy() && b.net.is_deploy());

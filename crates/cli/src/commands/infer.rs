@@ -7,7 +7,7 @@ use allmlp_layers::infer;
 use allmlp_layers::state_dict::StateDict;
 
 use super::{CliError, CliResult, ModelArgs};
-use crate::checkpoint::{LoadedModel, load_model};
+use crate::checkpoint::{LoadedModel, check_output_differs, load_model};
 
 /// Name of the input tensor in the input file.
 pub const INPUT_KEY: &str = "input";
@@ -24,6 +24,7 @@ pub fn run(
     input: &Path,
     output: &Path,
 ) -> CliResult<String> {
+    check_output_differs(output, &[("--weights", weights), ("--input", input)])?;
     let LoadedModel { name, net, .. } = load_model(weights, model, args)?;
 
     let inputs = StateDict::load(input)?;

@@ -9,7 +9,8 @@ use allmlp_layers::checkpoint::state_dict;
 use allmlp_layers::state_dict::{StateDict, Strictness};
 use allmlp_models::{ModelOptions, create_model};
 
-use super::{CliError, CliResult, options_from_config, truncate_lines};
+use super::{CliError, CliResult, ModelArgs, options_from_config, truncate_lines};
+use crate::checkpoint::{check_finite, check_output_differs};
 
 /// Train state dict, registry name, options → deploy state dict (error message on failure).
 pub type Converter = fn(&StateDict, &str, &ModelOptions) -> Result<StateDict, String>;
@@ -21,17 +22,25 @@ pub fn converter() -> Converter {
     }
 }
 
-/// Reads `weights`, resolves and checks the model, converts with `convert` and writes `output`
-/// (atomically). Nothing is written on any error.
+/// Reads `weights`, resolves and checks the model (its sizes from the checkpoint's `config`
+/// metadata when that describes this model, overridden by `args`), converts with `convert`
+/// and writes `output` (atomically). Nothing is written on any error, and `output` may not be
+/// `weights` itself.
 pub fn run(
     weights: &Path,
     output: &Path,
-    model: Option<&str>,
+    (model, args): (Option<&str>, &ModelArgs),
     convert: Converter,
 ) -> CliResult<String> {
+    check_output_differs(output, &[("--weights", weights)])?;
     let sd = StateDict::load(weights)?;
     let name = crate::checkpoint::model_name(&sd, model, weights)?;
-    let config: Option<serde_json::Value> = sd.config()?;
+    // The checkpoint's config describes its sizes only if it is a checkpoint of this model.
+    let config: Option<serde_json::Value> = if sd.model() == Some(name.as_str()) {
+        sd.config()?
+    } else {
+        None
+    };
     if config
         .as_ref()
         .and_then(|c| c.get("deploy"))
@@ -44,7 +53,8 @@ pub fn run(
             weights.display()
         )));
     }
-    let opts = options_from_config(config.as_ref());
+    check_finite(&sd, weights)?;
+    let opts = args.apply(options_from_config(config.as_ref()));
     // The checkpoint must be the training structure of `name` before anything is converted.
     let train = create_model(&name, &opts)?;
     let expected = state_dict(&*train).shapes();
@@ -100,7 +110,7 @@ mod tests {
         sd.set_metadata("classes", "[\"a\"]");
         sd.save(&w).unwrap();
         let n = sd.len() as f32;
-        run(&w, &o, None, fake).unwrap();
+        run(&w, &o, (None, &ModelArgs::default()), fake).unwrap();
         let back = StateDict::load(&o).unwrap();
         assert_eq!(back.model(), Some("mixer_tiny"));
         assert_eq!(back.metadata_value("classes"), Some("[\"a\"]"));

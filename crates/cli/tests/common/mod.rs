@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use allmlp::layers::autograd::tensor_core::Tensor;
 use allmlp::layers::state_dict::StateDict;
 use allmlp::train::TrainArgs;
 
@@ -98,4 +99,51 @@ pub fn write_fashion_dir(dir: &Path, first: usize, n: usize) {
     train.shape[0] = n;
     write_idx(dir, "train", &train);
     write_idx(dir, "t10k", &load(Split::Test).take(64));
+}
+
+/// The process's standard output.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Sets every parameter to N(0, 0.05²) noise, a new seed each (so heads are not zero and
+/// logits are non-trivial).
+pub struct Randomize(pub u64);
+
+impl allmlp::layers::Visitor for Randomize {
+    fn param(&mut self, _: &str, p: &allmlp::layers::autograd::Var) {
+        self.0 += 1;
+        let shape = p.value().shape().to_vec();
+        p.set_value(Tensor::randn(&shape, 0.0, 0.05, self.0).unwrap())
+            .unwrap();
+    }
+    fn buffer(&mut self, _: &str, _: &allmlp::layers::Buffer) {}
+}
+
+/// [`Randomize`], and BatchNorm running statistics away from 0 and 1 (so folding them matters).
+pub struct RandomizeAll(pub u64);
+
+impl allmlp::layers::Visitor for RandomizeAll {
+    fn param(&mut self, name: &str, p: &allmlp::layers::autograd::Var) {
+        Randomize(self.0).param(name, p);
+        self.0 += 1;
+    }
+    fn buffer(&mut self, name: &str, b: &allmlp::layers::Buffer) {
+        self.0 += 1;
+        let shape = b.get().shape().to_vec();
+        if name.ends_with("running_var") {
+            b.set(Tensor::rand_uniform(&shape, 0.5, 2.0, self.0).unwrap());
+        } else if name.ends_with("running_mean") {
+            b.set(Tensor::randn(&shape, 0.0, 0.5, self.0).unwrap());
+        }
+    }
+}
+
+/// Saves `N(0, 1)` noise of `shape` as tensor `key` in the safetensors file `path`; returns it.
+pub fn save_input(path: &Path, key: &str, shape: &[usize]) -> Tensor {
+    let x = Tensor::randn(shape, 0.0, 1.0, 7).unwrap();
+    let mut sd = StateDict::new();
+    sd.insert(key, x.clone());
+    sd.save(path).unwrap();
+    x
 }
