@@ -86,6 +86,19 @@ pub fn load_image_folder(dir: &Path, input: [usize; 3]) -> Result<Dataset> {
 /// resized as the [module docs](self) say). Errors name the file.
 pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
     check_input(path, input)?;
+    // Looked at before opening: opening a FIFO would block until something writes to it.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(DataError::new(show(path), "is a directory, not an image"));
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(DataError::new(
+                show(path),
+                "is not a regular file (a FIFO or device?)",
+            ));
+        }
+        _ => {}
+    }
     let img = image::ImageReader::open(path)
         .map_err(|e| DataError::new(show(path), format!("cannot open: {e}")))?
         .with_guessed_format()

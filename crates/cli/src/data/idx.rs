@@ -17,13 +17,15 @@ pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Returns `bytes` decompressed when they start with the gzip magic `1f 8b`, else unchanged.
-/// `file` names the source in errors.
+/// Every gzip member is read (as `zcat` does: `bgzip` and concatenated files have several);
+/// bytes after the last member that are not another member are an error. `file` names the
+/// source in errors.
 pub fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(Cow::Borrowed(bytes));
     }
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
+    flate2::read::MultiGzDecoder::new(bytes)
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
         .map_err(|e| DataError::new(file, format!("corrupt or truncated gzip data: {e}")))?;
@@ -127,4 +129,34 @@ pub fn parse_idx_labels(file: &str, bytes: &[u8], num_classes: usize) -> Result<
         ));
     }
     Ok(data.iter().map(|&l| usize::from(l)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A file of two gzip members (`cat a.gz b.gz`, bgzip) decodes to both; anything after the
+    /// last member that is not gzip is refused, naming the file.
+    #[test]
+    fn every_gzip_member_is_read_and_trailing_garbage_refused() {
+        let (a, b) = (vec![1u8, 2, 3], vec![4u8, 5]);
+        let mut two = gzip(&a);
+        two.extend(gzip(&b));
+        assert_eq!(decode("f.gz", &two).unwrap().as_ref(), [1, 2, 3, 4, 5]);
+        let mut junk = gzip(&a);
+        junk.extend_from_slice(b"junk");
+        let e = decode("f.gz", &junk).unwrap_err().to_string();
+        assert!(
+            e.contains("f.gz") && e.contains("corrupt or truncated gzip"),
+            "{e}"
+        );
+        assert_eq!(decode("raw", &a).unwrap().as_ref(), a.as_slice());
+    }
 }

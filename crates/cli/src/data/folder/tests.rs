@@ -171,6 +171,22 @@ fn single_image_file_and_its_errors() {
             .contains("2 channels")
     );
     assert!(load_image_file(&p, [3, 0, 4]).is_err());
+    // Not regular files: refused before opening (opening a FIFO blocks until a writer comes).
+    let e = load_image_file(dir.path(), [3, 4, 4])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is a directory, not an image"), "{e}");
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let e = load_image_file(&fifo, [3, 4, 4]).unwrap_err().to_string();
+        assert!(
+            e.contains("fifo.png") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
     // A 100,000 × 1 strip: covering 28 × 28 would take a 2.8M × 28 intermediate.
     let strip = dir.path().join("strip.png");
     save(&rgb_image(100_000, 1, pattern(3)), &strip, ImageFormat::Png);
