@@ -221,6 +221,36 @@ pub fn choose_dataset(
     }
 }
 
+/// An error when the checkpoint's class names (by label) are not the dataset's: its outputs
+/// would be scored against other classes (an image folder with a class renamed or missing, a
+/// model of another dataset).
+pub fn check_same_classes(
+    classes: &[String],
+    ds: &Dataset,
+    weights: &std::path::Path,
+) -> CliResult<()> {
+    if classes == ds.classes {
+        return Ok(());
+    }
+    let first = (0..classes.len().max(ds.classes.len()))
+        .find(|&i| classes.get(i) != ds.classes.get(i))
+        .unwrap_or(0);
+    let show = |v: &[String]| {
+        v.get(first)
+            .map_or("nothing".to_string(), |c| format!("`{c}`"))
+    };
+    Err(CliError(format!(
+        "{}: the checkpoint's classes are not {}'s: label {first} is {} in the checkpoint and {} \
+         in the dataset ({} and {} classes); evaluate on the data it was trained on",
+        weights.display(),
+        ds.name,
+        show(classes),
+        show(&ds.classes),
+        classes.len(),
+        ds.classes.len()
+    )))
+}
+
 /// `eval`: loads the checkpoint and the test split, evaluates, and returns the report as text
 /// (and draws the confusion matrix with `--plot`).
 pub fn run(args: &EvalArgs) -> CliResult<String> {
@@ -242,6 +272,9 @@ pub fn run(args: &EvalArgs) -> CliResult<String> {
         .load(Split::Test, args.data.as_deref(), net.input_shape())
         .map_err(|e| CliError(e.to_string()))?;
     check_compatible(&*net, &ds)?;
+    if let Some(m) = &meta {
+        check_same_classes(&m.classes, &ds, &args.weights)?;
+    }
     if norm.mean.len() != ds.shape[1] {
         return Err(CliError(format!(
             "{}: the normalization has {} channel(s), {} has {}",
@@ -266,11 +299,6 @@ pub fn run(args: &EvalArgs) -> CliResult<String> {
         "normalization from {norm_from}: mean {:?}, std {:?}\n",
         norm.mean, norm.std
     );
-    if let Some(m) = &meta
-        && m.classes != ds.classes
-    {
-        out += "note: the checkpoint's class names differ from the dataset's; the dataset's are shown\n";
-    }
     out += &format!(
         "\naccuracy {:.2}%  loss {:.4}\n\n",
         report.accuracy * 100.0,
@@ -361,6 +389,39 @@ pub fn format_report_tables(report: &EvalReport, classes: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Class names must agree label by label; the error names the first label that differs,
+    /// both names and both counts.
+    #[test]
+    fn class_names_must_agree_label_by_label() {
+        let ds = |classes: &[&str]| Dataset {
+            images: Vec::new(),
+            shape: [0, 1, 2, 2],
+            labels: Vec::new(),
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            name: "folder:x/test".into(),
+            source: String::new(),
+        };
+        let names = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let w = std::path::Path::new("w.safetensors");
+        assert!(check_same_classes(&names(&["a", "b"]), &ds(&["a", "b"]), w).is_ok());
+        let e = check_same_classes(&names(&["a", "b"]), &ds(&["a", "c"]), w)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("w.safetensors")
+                && e.contains("label 1 is `b` in the checkpoint and `c` in the dataset")
+                && e.contains("folder:x/test"),
+            "{e}"
+        );
+        let e = check_same_classes(&names(&["a"]), &ds(&["a", "b"]), w)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("label 1 is nothing in the checkpoint and `b`") && e.contains("1 and 2"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn tally_matches_a_naive_computation() {

@@ -123,11 +123,22 @@ pub fn check_png_path(path: &Path) -> CliResult<()> {
             path.display()
         )));
     }
+    if path.is_dir() {
+        return Err(CliError(format!(
+            "{}: is a directory; give a file name ending in .png",
+            path.display()
+        )));
+    }
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => Err(CliError(format!(
-            "{}: the directory {} does not exist",
+            "{}: {} {}",
             path.display(),
-            d.display()
+            d.display(),
+            if d.exists() {
+                "is not a directory"
+            } else {
+                "does not exist (create the directory first)"
+            }
         ))),
         _ => Ok(()),
     }
