@@ -237,7 +237,20 @@ fn runs_are_never_overwritten_and_a_resume_elsewhere_keeps_the_best() {
     let optimizer = std::fs::read(a.join("optimizer.safetensors")).unwrap();
     std::fs::remove_file(a.join("optimizer.safetensors")).unwrap();
     let CliError(e) = run(&small(&a, 2, 64)).unwrap_err();
-    assert!(e.contains("already holds a training run"), "{e}");
+    assert!(
+        e.contains("already holds a training run") && e.contains("it has no resume file yet"),
+        "{e}"
+    );
+    let CliError(e) = run(&TrainArgs {
+        resume: Some(a.clone()),
+        ..TrainArgs::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("no optimizer.safetensors there")
+            && e.contains("stopped before its first epoch was saved"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read(a.join("last.safetensors")).unwrap(),
         std::fs::read(dir.path().join("kept")).unwrap()
@@ -264,6 +277,62 @@ fn runs_are_never_overwritten_and_a_resume_elsewhere_keeps_the_best() {
             std::fs::read(a.join("best.safetensors")).unwrap()
         );
     }
+}
+
+/// Resuming in place removes the temporary files a killed run left (its own names only), and
+/// accepts a dataset alias for the run's dataset; a resume record that does not hang together
+/// is refused, naming the file.
+#[test]
+fn a_resume_cleans_up_after_a_kill_and_checks_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    let args = TrainArgs {
+        dataset: Some("fashion-mnist".into()),
+        data: Some(common::subset_dir()),
+        stop_after: Some(1),
+        ..small(&c, 2, 64)
+    };
+    run(&args).unwrap();
+    let stale = [".last.safetensors.Ab12Cd.tmp", ".curves.png.x.tmp"];
+    let kept = [".notes.tmp", "notes.txt", ".last.safetensors.bak"];
+    for f in stale.iter().chain(&kept) {
+        std::fs::write(c.join(f), b"x").unwrap();
+    }
+    let record = std::fs::read(c.join("optimizer.safetensors")).unwrap();
+    run(&TrainArgs {
+        resume: Some(c.clone()),
+        dataset: Some("fmnist".into()),
+        threads: Some(1),
+        ..TrainArgs::default()
+    })
+    .unwrap();
+    assert_eq!(metrics(&c).len(), 2);
+    for f in stale {
+        assert!(!c.join(f).exists(), "{f} removed");
+    }
+    for f in kept {
+        assert!(c.join(f).exists(), "{f} kept");
+    }
+
+    // The epoch-1 record, edited to claim more epochs than its metrics show.
+    std::fs::write(c.join("optimizer.safetensors"), &record).unwrap();
+    let mut sd = StateDict::load(c.join("optimizer.safetensors")).unwrap();
+    let mut p: serde_json::Value =
+        serde_json::from_str(sd.metadata_value("train_state").unwrap()).unwrap();
+    p["epoch"] = 2.into();
+    sd.set_metadata("train_state", p.to_string());
+    sd.save(c.join("optimizer.safetensors")).unwrap();
+    let CliError(e) = run(&TrainArgs {
+        resume: Some(c.clone()),
+        threads: Some(1),
+        ..TrainArgs::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.contains("optimizer.safetensors")
+            && e.contains("inconsistent: 2 epochs done, but 1 rows of metrics"),
+        "{e}"
+    );
 }
 
 /// Empty splits and the embedded subset given a directory are refused, naming the problem.

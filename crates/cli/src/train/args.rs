@@ -114,9 +114,7 @@ impl TrainArgs {
             }
         });
         result?;
-        if let Some(folder) = absolute_folder(&r.dataset) {
-            r.dataset = folder;
-        }
+        r.dataset = canonical_dataset(&r.dataset);
         Ok(r)
     }
 
@@ -139,11 +137,19 @@ impl TrainArgs {
         let mut bad = Vec::new();
         self.for_each_flag(|name, v| {
             let was = &saved_json[name];
+            let (v, was) = if name == "dataset" {
+                // By canonical name: `fmnist` is `fashion-mnist`.
+                let canonical =
+                    |d: &Value| Value::from(canonical_dataset(d.as_str().unwrap_or("")));
+                (canonical(&v), canonical(was))
+            } else {
+                (v, was.clone())
+            };
             let both_folders = name == "dataset"
-                && [&v, was]
+                && [&v, &was]
                     .iter()
                     .all(|d| d.as_str().is_some_and(|d| d.starts_with("folder:")));
-            if *was != v && !both_folders {
+            if was != v && !both_folders {
                 bad.push(format!(
                     "--{} {} (the resumed run has {})",
                     name.replace('_', "-"),
@@ -234,6 +240,15 @@ fn absolute_folder(dataset: &str) -> Option<String> {
     match dataset.parse::<DatasetSpec>() {
         Ok(spec @ DatasetSpec::Folder(_)) => Some(spec.absolute().name()),
         _ => None,
+    }
+}
+
+/// The name a recipe records for `dataset`: the canonical one (`fmnist` → `fashion-mnist`),
+/// a folder's path made absolute; as given when it does not parse (loading reports that).
+fn canonical_dataset(dataset: &str) -> String {
+    match dataset.parse::<DatasetSpec>() {
+        Ok(spec) => spec.absolute().name(),
+        Err(_) => dataset.to_string(),
     }
 }
 

@@ -86,9 +86,17 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     if let Some(f) = RUN_FILES.iter().find(|f| out.join(f).exists())
         && !resumed_here
     {
+        let next = if out.join(state::RESUME_FILE).is_file() {
+            format!("continue it with --resume {}, or choose", out.display())
+        } else {
+            // Stopped before the first epoch's resume file was written: nothing to resume.
+            "it has no resume file yet (stopped during its first epoch's save); delete it or \
+             choose"
+                .to_string()
+        };
         return Err(CliError(format!(
-            "{} already holds a training run ({f}); continue it with --resume {0}, or choose \
-             another --out (nothing was overwritten)",
+            "{} already holds a training run ({f}); {next} another --out (nothing was \
+             overwritten)",
             out.display(),
         )));
     }
@@ -199,6 +207,9 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
         train_data: None,
     };
     if let Some((model_sd, optim_state, p)) = resumed {
+        if let Some(dir) = &args.resume {
+            p.check(dir, recipe.epochs, steps_per_epoch)?;
+        }
         load_state_dict(net.as_ref(), model_sd, Strictness::Strict)?;
         opt.load_state(&optim_state)?;
         progress = p;
@@ -207,8 +218,15 @@ pub fn run(args: &TrainArgs) -> CliResult<String> {
     // Absolute, so that a resume from another working directory finds it.
     progress.data = data.map(|d| d.canonicalize().unwrap_or(d));
     progress.train_data = Some(train_data);
+    if out.exists() && !out.is_dir() {
+        return Err(CliError(format!(
+            "--out {}: is a file; the run's files go into a directory",
+            out.display()
+        )));
+    }
     std::fs::create_dir_all(&out)
         .map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
+    remove_stale_temporaries(&out);
     // Resumed into another directory: it starts with the run's best weights so far, which a
     // later epoch replaces only if it is better.
     if let Some(from) = args.resume.as_deref().filter(|_| !resumed_here) {
@@ -387,6 +405,25 @@ fn load_data(
         )));
     }
     Ok((train, test, input))
+}
+
+/// Removes the temporary files of a run's own outputs (`.last.safetensors.XXXXXX.tmp`, …, as
+/// `write_atomic` names them) that a killed run left in `out`; nothing else is touched.
+fn remove_stale_temporaries(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = RUN_FILES
+            .iter()
+            .chain(&["curves.png"])
+            .any(|f| name.starts_with(&format!(".{f}.")));
+        if ours && name.ends_with(".tmp") {
+            // A file that cannot be removed is only wasted space.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes the epoch's user-facing files: last (and best) weights, metrics.csv, curves.png.

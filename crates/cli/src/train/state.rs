@@ -50,6 +50,36 @@ pub struct Progress {
     pub train_data: Option<String>,
 }
 
+impl Progress {
+    /// An error naming `dir`'s resume file when the record does not hang together for a run of
+    /// `epochs` epochs of `steps_per_epoch` steps: more epochs done than the run has, a metrics
+    /// row per epoch missing, or a step count that is not `epoch × steps_per_epoch`.
+    pub fn check(&self, dir: &Path, epochs: usize, steps_per_epoch: usize) -> CliResult<()> {
+        let problem = if self.epoch > epochs {
+            format!("{} epochs done, but the run has {epochs}", self.epoch)
+        } else if self.metrics.len() != self.epoch {
+            format!(
+                "{} epochs done, but {} rows of metrics",
+                self.epoch,
+                self.metrics.len()
+            )
+        } else if self.step != (self.epoch as u64).saturating_mul(steps_per_epoch as u64) {
+            format!(
+                "{} steps taken, but {} epochs of {steps_per_epoch} steps make {}",
+                self.step,
+                self.epoch,
+                self.epoch * steps_per_epoch
+            )
+        } else {
+            return Ok(());
+        };
+        Err(CliError(format!(
+            "{}: metadata `{KEY}` is inconsistent: {problem}",
+            dir.join(RESUME_FILE).display()
+        )))
+    }
+}
+
 /// Writes `dir/optimizer.safetensors` atomically from the model's state dict, the optimizer's
 /// state and `progress`.
 pub fn save(
@@ -78,8 +108,14 @@ pub fn save(
 pub fn load(dir: &Path) -> CliResult<(StateDict, OptimizerState, Progress)> {
     let path = dir.join(RESUME_FILE);
     if !path.is_file() {
+        let hint = if dir.join("last.safetensors").is_file() {
+            "; the run was stopped before its first epoch was saved in full: start it again \
+             with another --out, or after deleting the directory"
+        } else {
+            ""
+        };
         return Err(CliError(format!(
-            "--resume {}: no {RESUME_FILE} there (it is written after each completed epoch)",
+            "--resume {}: no {RESUME_FILE} there (it is written after each completed epoch){hint}",
             dir.display()
         )));
     }
@@ -111,4 +147,44 @@ pub fn load(dir: &Path) -> CliResult<(StateDict, OptimizerState, Progress)> {
     }
     optim.scalars = progress.optimizer_scalars.clone();
     Ok((model, optim, progress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(epoch: usize, step: u64) -> Progress {
+        Progress {
+            recipe: Recipe::default_for("mixer_tiny", "fashion-mnist"),
+            epoch,
+            step,
+            seconds: 0.0,
+            metrics: Vec::new(),
+            optimizer_scalars: Vec::new(),
+            threads: 1,
+            data: None,
+            train_data: None,
+        }
+    }
+
+    /// Each way a record can disagree with its run is named; a consistent one passes.
+    #[test]
+    fn a_record_must_fit_its_run() {
+        let dir = Path::new("run");
+        assert!(progress(0, 0).check(dir, 2, 10).is_ok());
+        for (p, want) in [
+            (progress(3, 30), "3 epochs done, but the run has 2"),
+            (progress(1, 10), "1 epochs done, but 0 rows of metrics"),
+            (
+                progress(0, 5),
+                "5 steps taken, but 0 epochs of 10 steps make 0",
+            ),
+        ] {
+            let e = p.check(dir, 2, 10).unwrap_err().0;
+            assert!(
+                e.contains("optimizer.safetensors") && e.contains(want),
+                "{want}: {e}"
+            );
+        }
+    }
 }
