@@ -261,7 +261,10 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
         None
     };
     let meta = TrainedMeta::read(&sd, weights)?;
-    let opts = args.apply(options_from_config(config.as_ref()));
+    let opts = args.apply(
+        options_from_config(config.as_ref())
+            .map_err(|e| CliError(format!("{}: {e}", weights.display())))?,
+    );
     let net = if is_deploy(&sd, config.as_ref()) || holds_deploy_form(&name, &opts, &sd) {
         create_deploy_model(&name, &opts)?
     } else {

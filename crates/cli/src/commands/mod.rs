@@ -83,17 +83,36 @@ impl ModelArgs {
 
 /// The registry options a checkpoint's `config` metadata describes: the sizes
 /// (`img_size`, `in_chans`, `num_classes`, `patch_size`) and `gelu_tanh`, where present.
-/// Dropout rates are training-only and not carried over.
-pub fn options_from_config(config: Option<&Value>) -> ModelOptions {
+/// Dropout rates are training-only and not carried over. A size that is not a whole number,
+/// or a `gelu_tanh` that is not a boolean, is an error naming the key and its value (it would
+/// otherwise silently become the model's default).
+pub fn options_from_config(config: Option<&Value>) -> CliResult<ModelOptions> {
     let mut o = ModelOptions::default();
-    let Some(c) = config else { return o };
-    let num = |k: &str| c.get(k).and_then(Value::as_u64).map(|v| v as usize);
-    o.img_size = num("img_size");
-    o.in_chans = num("in_chans");
-    o.num_classes = num("num_classes");
-    o.patch_size = num("patch_size");
-    o.gelu_tanh = c.get("gelu_tanh").and_then(Value::as_bool).unwrap_or(false);
-    o
+    let Some(c) = config else { return Ok(o) };
+    let bad = |k: &str, v: &Value, what: &str| {
+        CliError(format!(
+            "metadata `config`: `{k}` is {v}, which is not {what}"
+        ))
+    };
+    let num = |k: &str| match c.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| bad(k, v, "a whole number ≥ 0")),
+    };
+    o.img_size = num("img_size")?;
+    o.in_chans = num("in_chans")?;
+    o.num_classes = num("num_classes")?;
+    o.patch_size = num("patch_size")?;
+    o.gelu_tanh = match c.get("gelu_tanh") {
+        None | Some(Value::Null) => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad("gelu_tanh", v, "true or false"))?,
+    };
+    Ok(o)
 }
 
 /// Sets the kernels' thread count from `--threads` (nothing when not given); the error names
@@ -189,6 +208,45 @@ pub fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use allmlp_models::create_model;
+
+    /// Every family's `config` gives back the options that rebuild the same input and output
+    /// sizes; a malformed size or flag is an error naming the key and the value.
+    #[test]
+    fn options_come_back_from_every_familys_config() {
+        for (name, img_size) in [
+            ("mixer_tiny", Some(56)),
+            ("resmlp_tiny", Some(56)),
+            ("repmlp_tiny", Some(56)),
+            ("repmlp_pure", Some(64)),
+            ("repmlpnet_t224", None),
+            ("repmlp_res50_light_224", None),
+        ] {
+            let sizes = ModelOptions {
+                img_size,
+                in_chans: Some(2),
+                num_classes: Some(5),
+                ..ModelOptions::default()
+            };
+            let m = create_model(name, &sizes).unwrap();
+            let o = options_from_config(Some(&m.config())).unwrap();
+            let again = create_model(name, &o).unwrap();
+            assert_eq!(again.input_shape(), m.input_shape(), "{name}");
+            assert_eq!(again.num_classes(), 5, "{name}");
+        }
+        for (key, value, what) in [
+            ("img_size", serde_json::json!("28"), "a whole number"),
+            ("num_classes", serde_json::json!(-5), "a whole number"),
+            ("gelu_tanh", serde_json::json!("yes"), "true or false"),
+        ] {
+            let c = serde_json::json!({ key: value });
+            let e = options_from_config(Some(&c)).unwrap_err().0;
+            assert!(
+                e.contains(&format!("`{key}` is {value}, which is not {what}")),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn tables_align_and_numbers_group() {

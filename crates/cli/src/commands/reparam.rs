@@ -54,7 +54,10 @@ pub fn run(
         )));
     }
     check_finite(&sd, weights)?;
-    let opts = args.apply(options_from_config(config.as_ref()));
+    let opts = args.apply(
+        options_from_config(config.as_ref())
+            .map_err(|e| CliError(format!("{}: {e}", weights.display())))?,
+    );
     // The checkpoint must be the training structure of `name` before anything is converted.
     let train = create_model(&name, &opts)?;
     let expected = state_dict(&*train).shapes();
