@@ -17,8 +17,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// Dataset: fashion-mnist, fashion-mnist-subset (the embedded 5,000 + 1,000 images), mnist,
-    /// cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…, PATH/test/CLASS/…; recorded as an
-    /// absolute path) [default: fashion-mnist].
+    /// cifar10, cifar100 or folder:PATH (PATH/train/CLASS/…, PATH/test/CLASS/… holding .png,
+    /// .jpg or .jpeg files, other files are skipped; recorded as an absolute path) [default:
+    /// fashion-mnist].
     #[arg(long, value_name = "NAME")]
     pub dataset: Option<String>,
     /// Directory holding the dataset files. Fashion-MNIST without it: Debian's
