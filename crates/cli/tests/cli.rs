@@ -8,7 +8,10 @@ use allmlp::layers::{infer, num_parameters};
 use allmlp::models::{ModelOptions, create_model, model_names};
 
 mod common;
-use common::{Randomize, RandomizeAll, allmlp, assert_fails, save_input, stderr, stdout};
+use common::{
+    Randomize, allmlp, assert_fails, reparam, run_infer, save_input, save_repmlp_tiny, stderr,
+    stdout,
+};
 
 /// A fresh mixer_tiny saved with its name and config, its weights changed away from init so
 /// the head is not zero (timm zero-initialises it) and logits are non-trivial.
@@ -256,21 +259,7 @@ fn infer_errors_name_the_problem() {
     let r = create_model("resmlp_tiny", &ModelOptions::default()).unwrap();
     state_dict(&*r).save(p("resmlp.safetensors")).unwrap();
 
-    let run = |w: &str, x: &str, model: Option<&str>| {
-        let mut args = vec![
-            "infer",
-            "--weights",
-            w,
-            "--input",
-            x,
-            "--output",
-            "y.safetensors",
-        ];
-        if let Some(m) = model {
-            args.extend(["--model", m]);
-        }
-        allmlp(&args, dir.path())
-    };
+    let run = |w: &str, x: &str, model: Option<&str>| run_infer(dir.path(), (w, x), model, &[]);
     assert_fails(
         &run("w.safetensors", "x.safetensors", Some("mixer_zz")),
         &["unknown model `mixer_zz`", "mixer_tiny", "resmlp_tiny"],
@@ -378,26 +367,11 @@ fn reparam_refuses_models_with_nothing_to_convert() {
 fn reparam_then_infer_gives_the_training_form_logits() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let m = create_model("repmlp_tiny", &ModelOptions::default()).unwrap();
-    m.visit("", &mut RandomizeAll(3));
-    let mut sd = state_dict(&*m);
-    sd.set_model("repmlp_tiny");
-    sd.set_config(&m.config()).unwrap();
-    sd.save(p("train.safetensors")).unwrap();
+    let m = save_repmlp_tiny(&p("train.safetensors"), 3);
     let x = save_input(&p("x.safetensors"), "input", &[2, 1, 28, 28]);
     let want = infer(&*m, &x).unwrap();
 
-    let o = allmlp(
-        &[
-            "reparam",
-            "--weights",
-            "train.safetensors",
-            "--output",
-            "deploy.safetensors",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    reparam(dir.path(), "train.safetensors", "deploy.safetensors");
     let deployed = StateDict::load(p("deploy.safetensors")).unwrap();
     assert_eq!(deployed.metadata_value("deploy"), Some("true"));
     assert!(

@@ -13,24 +13,14 @@ use allmlp::layers::state_dict::StateDict;
 use allmlp::models::{Model, ModelOptions, create_model};
 
 mod common;
-use common::{Randomize, RandomizeAll, allmlp, assert_fails, save_input, stderr};
+use common::{
+    Randomize, RandomizeAll, allmlp, assert_fails, reparam, run_infer, save_input,
+    save_repmlp_tiny, stderr,
+};
 
 /// Runs `infer` and returns the logits.
 fn infer_cli(dir: &Path, weights: &str, model: Option<&str>, extra: &[&str]) -> Tensor {
-    let mut args = vec![
-        "infer",
-        "--weights",
-        weights,
-        "--input",
-        "x.safetensors",
-        "--output",
-        "y.safetensors",
-    ];
-    if let Some(m) = model {
-        args.extend(["--model", m]);
-    }
-    args.extend_from_slice(extra);
-    let o = allmlp(&args, dir);
+    let o = run_infer(dir, (weights, "x.safetensors"), model, extra);
     assert!(o.status.success(), "{}", stderr(&o));
     let y = StateDict::load(dir.join("y.safetensors")).unwrap();
     y.get("logits").unwrap().clone()
@@ -90,23 +80,8 @@ fn other_references_checkpoints_load() {
     let got = infer_cli(dir.path(), "authors.safetensors", Some("resmlp_tiny"), &[]);
     assert_close(&got, &infer(&*r, &x).unwrap(), 1e-6, "authors' names");
 
-    let m = create_model("repmlp_tiny", &ModelOptions::default()).unwrap();
-    m.visit("", &mut RandomizeAll(5));
-    let mut train = state_dict(&*m);
-    train.set_model("repmlp_tiny");
-    train.set_config(&m.config()).unwrap();
-    train.save(p("train.safetensors")).unwrap();
-    let o = allmlp(
-        &[
-            "reparam",
-            "--weights",
-            "train.safetensors",
-            "--output",
-            "deploy.safetensors",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let m = save_repmlp_tiny(&p("train.safetensors"), 5);
+    reparam(dir.path(), "train.safetensors", "deploy.safetensors");
     let mut bare = StateDict::new();
     for (k, t) in StateDict::load(p("deploy.safetensors")).unwrap().iter() {
         bare.insert(k, t.clone());
@@ -187,6 +162,7 @@ fn unusable_checkpoints_are_refused() {
     m.visit("", &mut Randomize(2));
     trained(&*m, 10).save(p("ok.safetensors")).unwrap();
     infer_cli(dir.path(), "ok.safetensors", None, &[]);
+    std::fs::remove_file(p("y.safetensors")).unwrap();
 
     for (bad, value) in [("nan", f32::NAN), ("inf", f32::INFINITY)] {
         let mut sd = trained(&*m, 10);
@@ -195,52 +171,27 @@ fn unusable_checkpoints_are_refused() {
         sd.insert("head.bias", Tensor::from_vec(head, &[10]).unwrap());
         let file = format!("{bad}.safetensors");
         sd.save(p(&file)).unwrap();
-        for cmd in ["infer", "predict"] {
-            let o = match cmd {
-                "infer" => allmlp(
-                    &[
-                        "infer",
-                        "--weights",
-                        &file,
-                        "--input",
-                        "x.safetensors",
-                        "--output",
-                        "y2.safetensors",
-                    ],
-                    dir.path(),
-                ),
-                _ => allmlp(
-                    &["predict", "--weights", &file, "../no-image-needed.png"],
-                    dir.path(),
-                ),
-            };
+        let predict = ["predict", "--weights", &file, "../no-image-needed.png"];
+        for o in [
+            run_infer(dir.path(), (&file, "x.safetensors"), None, &[]),
+            allmlp(&predict, dir.path()),
+        ] {
             assert_fails(
                 &o,
                 &[&file, "tensor `head.bias` holds", "at flat index 3 of 10"],
             );
         }
     }
-    assert!(!p("y2.safetensors").exists());
 
     trained(&*m, 2).save(p("two.safetensors")).unwrap();
     assert_fails(
-        &allmlp(
-            &[
-                "infer",
-                "--weights",
-                "two.safetensors",
-                "--input",
-                "x.safetensors",
-                "--output",
-                "y2.safetensors",
-            ],
-            dir.path(),
-        ),
+        &run_infer(dir.path(), ("two.safetensors", "x.safetensors"), None, &[]),
         &[
             "two.safetensors",
             "metadata `classes` names 2 classes, but mixer_tiny has 10 outputs",
         ],
     );
+    assert!(!p("y.safetensors").exists(), "nothing written on errors");
 }
 
 /// `infer` and `reparam` refuse an output path that is one of their inputs (also through
@@ -249,11 +200,7 @@ fn unusable_checkpoints_are_refused() {
 fn outputs_never_replace_inputs() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    let m = create_model("repmlp_tiny", &ModelOptions::default()).unwrap();
-    let mut sd = state_dict(&*m);
-    sd.set_model("repmlp_tiny");
-    sd.set_config(&m.config()).unwrap();
-    sd.save(p("w.safetensors")).unwrap();
+    save_repmlp_tiny(&p("w.safetensors"), 1);
     save_input(&p("x.safetensors"), "input", &[1, 1, 28, 28]);
     let (w, x) = (
         std::fs::read(p("w.safetensors")).unwrap(),

@@ -147,3 +147,45 @@ pub fn save_input(path: &Path, key: &str, shape: &[usize]) -> Tensor {
     sd.save(path).unwrap();
     x
 }
+
+/// A `repmlp_tiny` with random weights and BatchNorm statistics ([`RandomizeAll`] from `seed`),
+/// saved to `path` with its name and config; returns the model.
+pub fn save_repmlp_tiny(path: &Path, seed: u64) -> Box<dyn allmlp::models::Model> {
+    use allmlp::models::{ModelOptions, create_model};
+    let m = create_model("repmlp_tiny", &ModelOptions::default()).unwrap();
+    m.visit("", &mut RandomizeAll(seed));
+    let mut sd = allmlp::layers::checkpoint::state_dict(&*m);
+    sd.set_model("repmlp_tiny");
+    sd.set_config(&m.config()).unwrap();
+    sd.save(path).unwrap();
+    m
+}
+
+/// Runs `allmlp reparam --weights from --output to` in `dir`, which must succeed.
+pub fn reparam(dir: &Path, from: &str, to: &str) {
+    let o = allmlp(&["reparam", "--weights", from, "--output", to], dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Runs `allmlp infer --weights W --input X --output y.safetensors [--model M] EXTRA…` in `dir`.
+pub fn run_infer(
+    dir: &Path,
+    (weights, input): (&str, &str),
+    model: Option<&str>,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "infer",
+        "--weights",
+        weights,
+        "--input",
+        input,
+        "--output",
+        "y.safetensors",
+    ];
+    if let Some(m) = model {
+        args.extend(["--model", m]);
+    }
+    args.extend_from_slice(extra);
+    allmlp(&args, dir)
+}
