@@ -304,7 +304,7 @@ pub fn run(name: &str, args: &ModelArgs) -> CliResult<String> {
             });
         }
     }
-    // The logits' shape, without a third forward pass (for the largest models each pass also
+    // The logits' shape, without a second forward pass (for the largest models each pass also
     // packs a copy of every weight: `mixer_h14_224`'s is 1.7 GB).
     let logits_shape = [1, model.num_classes()];
     let total_macs = cost(name, &opts)?.macs;
