@@ -112,8 +112,8 @@ impl Optimizer for Adam {
             let wd = group.weight_decay.unwrap_or(self.cfg.weight_decay);
             let decoupled = self.cfg.decoupled_weight_decay;
             let (wd32, decay) = (wd as f32, (1.0 - lr * wd) as f32);
-            for ((name, var), st) in group.params.iter().zip(states.iter_mut()) {
-                let Some(mut u) = Update::take(op, name, var)? else {
+            for ((_, var), st) in group.params.iter().zip(states.iter_mut()) {
+                let Some(mut u) = Update::take(var) else {
                     continue;
                 };
                 if st.bufs.is_empty() {

@@ -164,8 +164,8 @@ impl Optimizer for Lamb {
             let lr = self.core.lr * group.lr_scale;
             let wd = group.weight_decay.unwrap_or(cfg.weight_decay);
             let (wd32, neg_lr) = (wd as f32, (-lr) as f32);
-            for ((name, var), st) in group.params.iter().zip(states.iter_mut()) {
-                let Some(mut u) = Update::take(OP, name, var)? else {
+            for ((_, var), st) in group.params.iter().zip(states.iter_mut()) {
+                let Some(mut u) = Update::take(var) else {
                     continue;
                 };
                 if st.bufs.is_empty() {

@@ -223,8 +223,8 @@ impl Optimizer for Muon {
             let lr = self.core.lr * group.lr_scale;
             let wd = group.weight_decay.unwrap_or(cfg.weight_decay);
             let decay = (1.0 - lr * wd) as f32;
-            for ((name, var), st) in group.params.iter().zip(states.iter_mut()) {
-                let Some(u) = Update::take(OP, name, var)? else {
+            for ((_, var), st) in group.params.iter().zip(states.iter_mut()) {
+                let Some(u) = Update::take(var) else {
                     continue;
                 };
                 if st.bufs.is_empty() {

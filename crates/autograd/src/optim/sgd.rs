@@ -97,8 +97,8 @@ impl Optimizer for Sgd {
             let lr = self.core.lr * group.lr_scale;
             let wd = group.weight_decay.unwrap_or(self.cfg.weight_decay);
             let (wd32, neg_lr) = (wd as f32, (-lr) as f32);
-            for ((name, var), st) in group.params.iter().zip(states.iter_mut()) {
-                let Some(mut u) = Update::take(OP, name, var)? else {
+            for ((_, var), st) in group.params.iter().zip(states.iter_mut()) {
+                let Some(mut u) = Update::take(var) else {
                     continue;
                 };
                 let first = st.bufs.is_empty();

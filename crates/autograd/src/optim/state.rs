@@ -295,26 +295,15 @@ pub(crate) struct Update {
 
 impl Update {
     /// The parameter's value and gradient, or `None` when it has no gradient (torch skips it).
-    pub fn take(op: &'static str, name: &str, var: &Var) -> Result<Option<Update>> {
-        let Some(grad) = var.grad() else {
-            return Ok(None);
-        };
+    /// The step checked every gradient's shape first ([`check_grads`]).
+    pub fn take(var: &Var) -> Option<Update> {
+        let grad = var.grad()?;
         let value = var.value();
-        if grad.shape() != value.shape() {
-            return Err(invalid(
-                op,
-                format!(
-                    "gradient of `{name}` has shape {:?}, the parameter has {:?}",
-                    grad.shape(),
-                    value.shape()
-                ),
-            ));
-        }
-        Ok(Some(Update {
+        Some(Update {
             shape: value.shape().to_vec(),
             value: value.into_vec(),
             grad: grad.contiguous(),
-        }))
+        })
     }
 
     /// Writes the new value back into `var`.
