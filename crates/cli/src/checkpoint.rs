@@ -189,7 +189,10 @@ pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
 /// weights give NaN logits, which would read as "every image is class 0".
 pub fn check_finite(sd: &StateDict, file: &Path) -> CliResult<()> {
     for (key, t) in sd.iter() {
-        let values = t.to_vec();
+        // Loaded tensors are contiguous: no copy.
+        let values = t
+            .as_slice()
+            .map_or_else(|| t.to_vec().into(), std::borrow::Cow::Borrowed);
         if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(CliError(format!(
                 "{}: tensor `{key}` holds {v} (at flat index {i} of {}); the weights are not \
@@ -227,16 +230,29 @@ fn family(name: &str) -> Option<Family> {
         .map(|e| e.family)
 }
 
-/// True when `sd` has every key of `name`'s deploy form but not every key of its training
-/// form: a deploy checkpoint without metadata (e.g. one the RepMLP authors' code converted).
-fn holds_deploy_form(name: &str, opts: &ModelOptions, sd: &StateDict) -> bool {
-    if !matches!(family(name), Some(Family::RepMlp | Family::RepMlpNet)) {
-        return false;
+/// Whether `sd` holds every parameter and buffer name of `net`.
+fn has_all_keys(net: &dyn Model, sd: &StateDict) -> bool {
+    state_dict(net).keys().all(|k| sd.contains_key(k))
+}
+
+/// `name`'s training structure, or its deploy structure when `sd` lacks keys of the former
+/// but has every key of the latter: a RepMLP/RepMLPNet deploy checkpoint without metadata
+/// (e.g. one the RepMLP authors' code converted).
+fn training_or_deploy(
+    name: &str,
+    opts: &ModelOptions,
+    sd: &StateDict,
+) -> CliResult<Box<dyn Model>> {
+    let train = create_model(name, opts)?;
+    if !matches!(family(name), Some(Family::RepMlp | Family::RepMlpNet))
+        || has_all_keys(&*train, sd)
+    {
+        return Ok(train);
     }
-    let has_all_keys = |m: allmlp_models::Result<Box<dyn Model>>| {
-        m.is_ok_and(|m| state_dict(&*m).keys().all(|k| sd.contains_key(k)))
-    };
-    !has_all_keys(create_model(name, opts)) && has_all_keys(create_deploy_model(name, opts))
+    Ok(match create_deploy_model(name, opts) {
+        Ok(deploy) if has_all_keys(&*deploy, sd) => deploy,
+        _ => train,
+    })
 }
 
 /// Loads `weights`: the model is `model` or the checkpoint's `model` metadata; its sizes come
@@ -265,10 +281,10 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
         options_from_config(config.as_ref())
             .map_err(|e| CliError(format!("{}: {e}", weights.display())))?,
     );
-    let net = if is_deploy(&sd, config.as_ref()) || holds_deploy_form(&name, &opts, &sd) {
+    let net = if is_deploy(&sd, config.as_ref()) {
         create_deploy_model(&name, &opts)?
     } else {
-        create_model(&name, &opts)?
+        training_or_deploy(&name, &opts, &sd)?
     };
     if let Some(m) = &meta {
         let outputs = net.num_classes();
