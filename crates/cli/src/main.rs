@@ -82,6 +82,21 @@ enum Command {
     Viz(commands::viz::VizArgs),
 }
 
+impl Command {
+    /// The `--threads` flag, for the commands that take one.
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Train(args) => args.threads,
+            Command::Infer { threads, .. } => *threads,
+            Command::Eval(args) => args.threads,
+            Command::Predict(args) => args.threads,
+            Command::Models | Command::Info { .. } | Command::Reparam { .. } | Command::Viz(_) => {
+                None
+            }
+        }
+    }
+}
+
 fn run(cli: Cli) -> CliResult<String> {
     match cli.command {
         Command::Train(args) => allmlp::train::run(&args),
@@ -118,10 +133,13 @@ fn main() -> ExitCode {
     // Reuse freed tensor buffers instead of faulting fresh pages in every op (docs/perf.md).
     allmlp::tensor_core::allocator::keep_freed_memory();
     let cli = Cli::parse();
-    // A malformed ALLMLP_NUM_THREADS would silently mean "every core".
-    if let Err(e) = allmlp::tensor_core::threads::threads_from_env() {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
+    // A malformed ALLMLP_NUM_THREADS would silently mean "every core"; `--threads` overrides
+    // the variable, so it is only checked when no flag was given.
+    if cli.command.threads().is_none() {
+        if let Err(e) = allmlp::tensor_core::threads::threads_from_env() {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     match run(cli) {
         Ok(text) => {

@@ -446,3 +446,23 @@ fn a_malformed_thread_count_in_the_environment_is_an_error() {
     let o = with_env("1");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `--threads` overrides the variable, so a malformed `ALLMLP_NUM_THREADS` does not stop a
+/// command given the flag: the error is then about the command's own input.
+#[test]
+fn the_threads_flag_overrides_a_malformed_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = |flag: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_allmlp"))
+            .args(["eval", "--weights", "missing.safetensors"])
+            .args(flag)
+            .env("ALLMLP_NUM_THREADS", "abc")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = eval(&["--threads", "1"]);
+    assert_fails(&o, &["missing.safetensors"]);
+    assert!(!stderr(&o).contains("ALLMLP_NUM_THREADS"), "{}", stderr(&o));
+    assert_fails(&eval(&[]), &["ALLMLP_NUM_THREADS=\"abc\""]);
+}
