@@ -684,6 +684,22 @@ fn corrupt_files_are_errors_naming_file_and_problem() {
             "overflow",
         ),
         (
+            "duplicate_tensor",
+            with_header(
+                r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                &[0; 4],
+            ),
+            "names tensor `w` twice",
+        ),
+        (
+            "duplicate_metadata",
+            with_header(
+                r#"{"__metadata__":{"model":"a","model":"b"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+                &[0; 4],
+            ),
+            "__metadata__ names `model` twice",
+        ),
+        (
             "unsupported_dtype",
             with_header(
                 r#"{"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}"#,

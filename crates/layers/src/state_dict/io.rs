@@ -14,7 +14,7 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use super::error::{Result, StateDictError};
 use super::remap::Remap;
 use super::report::{Loaded, Strictness};
-use super::{StateDict, dtype};
+use super::{StateDict, dtype, header_keys};
 
 /// The name errors give an in-memory buffer.
 const BYTES: &str = "<bytes>";
@@ -321,7 +321,10 @@ fn precheck(bytes: &[u8]) -> std::result::Result<(), String> {
             N_LEN as u64 + n
         ));
     }
-    Ok(())
+    match header_keys::first_duplicate(header) {
+        Some(d) => Err(d.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// Explains a safetensors error, looking into the header for the tensor at fault when

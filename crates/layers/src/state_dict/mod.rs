@@ -53,6 +53,7 @@
 
 mod dtype;
 mod error;
+mod header_keys;
 mod io;
 mod remap;
 mod report;
