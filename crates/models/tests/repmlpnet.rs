@@ -230,6 +230,8 @@ fn full_size_t224_has_the_authors_names_shapes_and_counts() {
             net.config()["sharesets"],
             serde_json::json!([1, 4, 16, 128])
         );
+        // The same key as every other family's config names the architecture.
+        assert_eq!(net.config()["arch"], "repmlpnet");
     }
 }
 

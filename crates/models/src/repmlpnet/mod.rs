@@ -446,7 +446,7 @@ impl RepMlpNetConfig {
     /// The configuration as JSON (checkpoint metadata).
     pub fn to_json(&self) -> Value {
         json!({
-            "architecture": "repmlpnet",
+            "arch": "repmlpnet",
             "name": self.name,
             "in_chans": self.in_chans,
             "num_classes": self.num_classes,
