@@ -32,7 +32,8 @@ enum Command {
         sizes: ModelArgs,
     },
     /// Run a model on a batch of images: reads tensor `input` [N, C, H, W] from the input file
-    /// (f32; other float and integer dtypes are converted to f32, not normalised) and writes
+    /// (f32; other float and integer dtypes are converted to f32, not normalised; NaN and
+    /// infinite values are refused) and writes
     /// tensor `logits` [N, classes] to the output file (safetensors).
     Infer {
         /// Registered model name; may be omitted when the weights carry `model` metadata (then

@@ -6,6 +6,7 @@ use allmlp::layers::checkpoint::state_dict;
 use allmlp::layers::state_dict::StateDict;
 use allmlp::layers::{infer, num_parameters};
 use allmlp::models::{ModelOptions, create_model, model_names};
+use allmlp::tensor_core::Tensor;
 
 mod common;
 use common::{
@@ -304,6 +305,17 @@ fn infer_errors_name_the_problem() {
     assert_fails(
         &run("w.safetensors", "corrupt.safetensors", None),
         &["corrupt.safetensors", "not a valid safetensors file"],
+    );
+    let mut nan = Tensor::randn(&[3, 1, 28, 28], 0.0, 1.0, 3)
+        .unwrap()
+        .to_vec();
+    nan[28 * 28 + 5 * 28 + 6] = f32::NAN;
+    let mut sd = StateDict::new();
+    sd.insert("input", Tensor::from_vec(nan, &[3, 1, 28, 28]).unwrap());
+    sd.save(p("nan.safetensors")).unwrap();
+    assert_fails(
+        &run("w.safetensors", "nan.safetensors", None),
+        &["nan.safetensors", "holds NaN at [1, 0, 5, 6]", "image 1"],
     );
     assert_fails(
         &run("missing.safetensors", "x.safetensors", None),

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use allmlp_layers::autograd::tensor_core::Tensor;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::infer;
 use allmlp_layers::state_dict::StateDict;
@@ -49,6 +50,7 @@ pub fn run(
             fmt_shape(s)
         )));
     }
+    check_finite_input(x, input)?;
     let logits = infer(&*net, x)?;
     let mut out = StateDict::new();
     out.set_model(name.clone());
@@ -59,4 +61,28 @@ pub fn run(
         fmt_shape(logits.shape()),
         output.display()
     ))
+}
+
+/// An error naming the first NaN or infinity in `x` ([N, C, H, W]) by its position: the logits
+/// of that image would be NaN, a result no caller can use (PyTorch would return them).
+fn check_finite_input(x: &Tensor, file: &Path) -> CliResult<()> {
+    let values = x
+        .as_slice()
+        .map_or_else(|| x.to_vec().into(), std::borrow::Cow::Borrowed);
+    let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) else {
+        return Ok(());
+    };
+    let mut at = vec![0; x.shape().len()];
+    let mut rest = i;
+    for (a, &d) in at.iter_mut().zip(x.shape()).rev() {
+        *a = rest % d;
+        rest /= d;
+    }
+    Err(CliError(format!(
+        "{}: tensor `{INPUT_KEY}` holds {v} at {}; the logits of image {} would not be numbers \
+         (replace or drop it)",
+        file.display(),
+        fmt_shape(&at),
+        at[0]
+    )))
 }
