@@ -136,11 +136,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A malformed ALLMLP_NUM_THREADS would silently mean "every core"; `--threads` overrides
     // the variable, so it is only checked when no flag was given.
-    if cli.command.threads().is_none() {
-        if let Err(e) = allmlp::tensor_core::threads::threads_from_env() {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    if cli.command.threads().is_none()
+        && let Err(e) = allmlp::tensor_core::threads::threads_from_env()
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     match run(cli) {
         Ok(text) => {
