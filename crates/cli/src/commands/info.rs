@@ -12,9 +12,9 @@
 //!   → `head_norm` → pool → `head`), the RepMLP (v1) ResNets (`stage0.0` stem → max pool →
 //!   `stage{1..4}.i`, each block with its shortcut run as one unit → pool → `linear`) and the
 //!   pure RepMLP nets (`stem` → `stages.i.j` units, a max pool between stages → pool →
-//!   `linear`). The CLI rebuilds the concrete model from the registered configuration
-//!   (`commands::known`; same seed, so the same weights) and runs that sequence once at batch 1
-//!   in eval mode without a tape. The MACs of each row are counted from the configuration
+//!   `linear`). The CLI builds the concrete model (once) from the registered configuration
+//!   (`commands::known`; the same parameters as the registry's) and runs that sequence once at
+//!   batch 1 in eval mode without a tape; the parameter groups come from the same model. The MACs of each row are counted from the configuration
 //!   (Mixer, ResMLP, RepMLPNet) or from the built layers' weight shapes and output sizes
 //!   (RepMLP v1; `commands::cost`); the total is the model's own count.
 //! - A registered name the CLI does not know (`known.rs`) gets parameter-only rows, the logits'
@@ -28,8 +28,8 @@ use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 use allmlp_layers::autograd::{Var, no_grad};
 use allmlp_layers::{Ctx, Module, named_parameters};
 use allmlp_models::{
-    IsotropicConfig, IsotropicNet, Mixer, ModelOptions, RepMlpNet, RepMlpNetConfig, RepMlpPure,
-    RepMlpResNet, ResMlp, create_model, entries,
+    IsotropicConfig, IsotropicNet, Mixer, Model, ModelOptions, RepMlpNet, RepMlpNetConfig,
+    RepMlpPure, RepMlpResNet, ResMlp, create_model, entries,
 };
 
 use super::cost::{self, conv_bn_macs, cost, resnet_block_macs};
@@ -199,8 +199,7 @@ fn isotropic_rows<C: IsotropicConfig>(
     Ok(rows)
 }
 
-fn repmlpnet_rows(cfg: &RepMlpNetConfig, x: Var) -> CliResult<Vec<Row>> {
-    let m = RepMlpNet::new(cfg)?;
+fn repmlpnet_rows(m: &RepMlpNet, cfg: &RepMlpNetConfig, x: Var) -> CliResult<Vec<Row>> {
     m.check_input(&x.shape())?;
     let ctx = Ctx::eval();
     let mut rows = Vec::new();
@@ -234,18 +233,57 @@ fn repmlpnet_rows(cfg: &RepMlpNetConfig, x: Var) -> CliResult<Vec<Row>> {
     Ok(rows)
 }
 
+/// A batch of one zero image of `m`'s input shape.
+fn input_of(m: &dyn Model) -> CliResult<Var> {
+    let [c, h, w] = m.input_shape();
+    Ok(Var::constant(Tensor::zeros(&[1, c, h, w])?))
+}
+
 /// The text `allmlp info` prints for `name` with `args` applied.
 pub fn run(name: &str, args: &ModelArgs) -> CliResult<String> {
     check_registered(name)?;
     let opts = args.apply(ModelOptions::default());
-    let model = create_model(name, &opts)?;
     let family = entries()
         .into_iter()
         .find(|e| e.name == name)
         .map(|e| e.family)
         .ok_or_else(|| CliError(format!("unknown model `{name}`")))?;
+
+    // The model is built once (a full-size one is hundreds of MB): as its concrete type when
+    // the CLI knows the name, whose children then run one by one for the rows, else through
+    // the registry, with parameter-only rows.
+    let (model, rows): (Box<dyn Model>, Option<Vec<Row>>) = match lookup(name) {
+        Some(Known::Mixer(f)) => {
+            let cfg = f().with_options(&opts);
+            let m = Mixer::new(name, &cfg, opts.seed)?;
+            let rows = no_grad(|| isotropic_rows(&m, cost::mixer_macs(&cfg), input_of(&m)?))?;
+            (Box::new(m), Some(rows))
+        }
+        Some(Known::ResMlp(f)) => {
+            let cfg = f().with_options(&opts);
+            let m = ResMlp::new(name, &cfg, opts.seed)?;
+            let rows = no_grad(|| isotropic_rows(&m, cost::resmlp_macs(&cfg), input_of(&m)?))?;
+            (Box::new(m), Some(rows))
+        }
+        Some(Known::RepMlpNet(f)) => {
+            let cfg = f().with_options(&opts)?;
+            let m = RepMlpNet::new(&cfg)?;
+            let rows = no_grad(|| repmlpnet_rows(&m, &cfg, input_of(&m)?))?;
+            (Box::new(m), Some(rows))
+        }
+        Some(Known::RepMlpResNet(f)) => {
+            let m = RepMlpResNet::new(name, resnet_config(f, &opts), opts.seed)?;
+            let rows = no_grad(|| repmlp_resnet_rows(&m, input_of(&m)?))?.0;
+            (Box::new(m), Some(rows))
+        }
+        Some(Known::RepMlpPure(f)) => {
+            let m = RepMlpPure::new(name, pure_config(f, &opts), opts.seed)?;
+            let rows = no_grad(|| repmlp_pure_rows(&m, input_of(&m)?))?.0;
+            (Box::new(m), Some(rows))
+        }
+        None => (create_model(name, &opts)?, None),
+    };
     let [c, h, w] = model.input_shape();
-    let x = Tensor::zeros(&[1, c, h, w])?;
 
     // Parameters by group, in visiting order.
     let mut order: Vec<String> = Vec::new();
@@ -259,32 +297,7 @@ pub fn run(name: &str, args: &ModelArgs) -> CliResult<String> {
     }
     let total_params: usize = params.values().sum();
 
-    let known = lookup(name);
-    let mut rows = no_grad(|| match known {
-        Some(Known::Mixer(f)) => {
-            let cfg = f().with_options(&opts);
-            let m = Mixer::new(name, &cfg, opts.seed)?;
-            isotropic_rows(&m, cost::mixer_macs(&cfg), Var::constant(x.clone())).map(Some)
-        }
-        Some(Known::ResMlp(f)) => {
-            let cfg = f().with_options(&opts);
-            let m = ResMlp::new(name, &cfg, opts.seed)?;
-            isotropic_rows(&m, cost::resmlp_macs(&cfg), Var::constant(x.clone())).map(Some)
-        }
-        Some(Known::RepMlpNet(f)) => {
-            repmlpnet_rows(&f().with_options(&opts)?, Var::constant(x.clone())).map(Some)
-        }
-        Some(Known::RepMlpResNet(f)) => {
-            let m = RepMlpResNet::new(name, resnet_config(f, &opts), opts.seed)?;
-            repmlp_resnet_rows(&m, Var::constant(x.clone())).map(|r| Some(r.0))
-        }
-        Some(Known::RepMlpPure(f)) => {
-            let m = RepMlpPure::new(name, pure_config(f, &opts), opts.seed)?;
-            repmlp_pure_rows(&m, Var::constant(x.clone())).map(|r| Some(r.0))
-        }
-        None => Ok(None),
-    })?
-    .unwrap_or_else(|| {
+    let mut rows = rows.unwrap_or_else(|| {
         order
             .iter()
             .map(|g| Row {
@@ -484,20 +497,36 @@ mod tests {
         assert_eq!(total_macs(&rows), d.macs());
     }
 
-    /// `allmlp info` on the registered RepMLP (v1) names: a shape on every row, row MACs adding
-    /// up to the model's count and row parameters to the model's.
+    /// `allmlp info` on the small registered names, at their default and another size: a shape
+    /// on every row, and totals (parameters, MACs, classes, input) equal to the registry
+    /// model's, which the table's model is built apart from.
     #[test]
-    fn info_of_repmlp_models_has_shapes_and_consistent_totals() {
-        let args = ModelArgs::default();
-        for name in ["repmlp_tiny", "repmlp_pure"] {
-            let out = run(name, &args).unwrap();
-            assert!(!out.contains("parameter-only"), "{out}");
-            let m = create_model(name, &ModelOptions::default()).unwrap();
-            let n = num_parameters(m.as_ref());
-            assert!(out.contains(&format!("\nparams: {n} (")), "{out}");
-            let macs = cost(name, &ModelOptions::default()).unwrap().macs.unwrap();
-            assert!(out.contains(&format!("MACs per image: {macs} (")), "{out}");
-            assert!(out.contains(&format!("[1, {}]", m.num_classes())), "{out}");
+    fn info_of_small_models_has_shapes_and_the_registry_models_totals() {
+        let sized = |img: usize| ModelArgs {
+            img_size: Some(img),
+            in_chans: Some(3),
+            num_classes: Some(7),
+        };
+        // Each with a size its partitions (or patches) divide.
+        for (name, img) in [
+            ("repmlp_tiny", 56),
+            ("repmlp_pure", 64),
+            ("mixer_tiny", 32),
+            ("resmlp_tiny", 32),
+        ] {
+            for args in [ModelArgs::default(), sized(img)] {
+                let opts = args.apply(ModelOptions::default());
+                let out = run(name, &args).unwrap();
+                assert!(!out.contains("parameter-only"), "{out}");
+                let m = create_model(name, &opts).unwrap();
+                let n = num_parameters(m.as_ref());
+                assert!(out.contains(&format!("\nparams: {n} (")), "{out}");
+                let macs = cost(name, &opts).unwrap().macs.unwrap();
+                assert!(out.contains(&format!("MACs per image: {macs} (")), "{out}");
+                assert!(out.contains(&format!("[1, {}]", m.num_classes())), "{out}");
+                let [c, h, w] = m.input_shape();
+                assert!(out.contains(&format!("input [1, {c}, {h}, {w}]")), "{out}");
+            }
         }
     }
 
