@@ -39,68 +39,44 @@ impl fmt::Display for Duplicate {
 /// `__metadata__`. `None` when there is none, and when the header is not a JSON object at all
 /// (the safetensors parser reports that, with its position).
 pub(super) fn first_duplicate(header: &[u8]) -> Option<Duplicate> {
-    serde_json::from_slice::<Top>(header).ok()?.0
+    serde_json::from_slice::<Keys<true>>(header).ok()?.0
 }
 
-/// The top-level object: each key once, and `__metadata__`'s own keys each once.
-struct Top(Option<Duplicate>);
+/// An object whose keys are checked for repeats (the first is kept, as a `Tensor`); its values
+/// are skipped, except that the top level (`TOP`) also checks `__metadata__`'s keys.
+struct Keys<const TOP: bool>(Option<Duplicate>);
 
-/// An object whose keys are checked for repeats; its values are skipped.
-struct Keys(Option<String>);
-
-impl<'de> Deserialize<'de> for Top {
+impl<'de, const TOP: bool> Deserialize<'de> for Keys<TOP> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top;
+        struct V<const TOP: bool>;
+        impl<'de, const TOP: bool> Visitor<'de> for V<TOP> {
+            type Value = Keys<TOP>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys<TOP>, A::Error> {
                 let mut seen = HashSet::new();
                 let mut found = None;
                 while let Some(key) = map.next_key::<String>()? {
-                    let inner = if key == METADATA {
-                        map.next_value::<Option<Keys>>()?.and_then(|k| k.0)
+                    let inner = if TOP && key == METADATA {
+                        map.next_value::<Option<Keys<false>>>()?.and_then(|k| k.0)
                     } else {
                         map.next_value::<IgnoredAny>()?;
                         None
                     };
                     if found.is_none() {
-                        found = inner.map(Duplicate::Metadata);
+                        found = inner.map(|d| match d {
+                            Duplicate::Tensor(k) | Duplicate::Metadata(k) => Duplicate::Metadata(k),
+                        });
                     }
                     if !seen.insert(key.clone()) && found.is_none() {
                         found = Some(Duplicate::Tensor(key));
                     }
                 }
-                Ok(Top(found))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-impl<'de> Deserialize<'de> for Keys {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Keys;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
-                let mut seen = HashSet::new();
-                let mut found = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    map.next_value::<IgnoredAny>()?;
-                    if !seen.insert(key.clone()) && found.is_none() {
-                        found = Some(key);
-                    }
-                }
                 Ok(Keys(found))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<TOP>)
     }
 }
 
