@@ -91,6 +91,12 @@ impl Var {
         self.0.op_name.is_none()
     }
 
+    /// The node's creation id: equal for two handles exactly when they share one node (clones
+    /// of one parameter), distinct for every other variable.
+    pub(crate) fn node_id(&self) -> u64 {
+        self.0.id
+    }
+
     /// The value (an O(1) clone of the tensor).
     pub fn value(&self) -> Tensor {
         self.0

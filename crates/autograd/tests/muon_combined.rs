@@ -256,6 +256,22 @@ fn combined_errors_change_nothing() {
         e.contains("`fc1.weight` is in both `muon` and `other`"),
         "{e}"
     );
+    // The same tensor under another name in the other part: it would be stepped twice.
+    let renamed: Params = m
+        .iter()
+        .map(|(n, v)| (format!("{n}.copy"), v.clone()))
+        .collect();
+    let e = Combined::new(vec![
+        ("muon".to_string(), Box::new(muon(m.clone()))),
+        ("adamw".to_string(), Box::new(adamw(renamed))),
+    ])
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("`fc1.weight.copy` and `fc1.weight` are the same parameter"),
+        "{e}"
+    );
     let e = Combined::new(vec![
         ("x".to_string(), Box::new(muon(m.clone()))),
         ("x".to_string(), Box::new(adamw(a.clone()))),

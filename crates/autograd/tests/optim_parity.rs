@@ -388,11 +388,57 @@ fn clip_grad_norm_matches_torch() {
     // Nothing to clip: total norm 0, like torch.
     let v = Var::parameter(Tensor::ones(&[3]).unwrap());
     assert_eq!(clip_grad_norm([&v], 1.0).unwrap(), 0.0);
-    let e = clip_grad_norm([&v], -1.0).unwrap_err().to_string();
-    assert!(
-        e.contains("clip_grad_norm") && e.contains("max_norm"),
-        "{e}"
-    );
+    for bad in [-1.0, f64::NAN] {
+        let e = clip_grad_norm([&v], bad).unwrap_err().to_string();
+        assert!(
+            e.contains("clip_grad_norm") && e.contains("max_norm"),
+            "{e}"
+        );
+    }
+}
+
+/// torch's edge cases: `max_norm = ∞` measures without changing anything, and a NaN in one
+/// gradient makes the norm and every gradient NaN (torch's `clamp(max=1)` keeps the NaN).
+#[test]
+fn clip_grad_norm_edge_cases_follow_torch() {
+    let param = |g: &[f32]| {
+        let v = Var::parameter(Tensor::zeros(&[g.len()]).unwrap());
+        v.set_grad(Some(Tensor::from_vec(g.to_vec(), &[g.len()]).unwrap()));
+        v
+    };
+    let (w, b) = (param(&[1.0, 2.0, 3.0, 4.0]), param(&[1.0, 1.0]));
+    let total = clip_grad_norm([&w, &b], f64::INFINITY).unwrap();
+    assert!((total - 32f32.sqrt()).abs() <= 1e-6 * total);
+    assert_eq!(w.grad().unwrap().to_vec(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(b.grad().unwrap().to_vec(), [1.0, 1.0]);
+
+    let (w, b) = (param(&[f32::NAN, 1.0, 2.0, 3.0]), param(&[1.0, 1.0]));
+    assert!(clip_grad_norm([&w, &b], 1.0).unwrap().is_nan());
+    for v in [&w, &b] {
+        assert!(v.grad().unwrap().to_vec().iter().all(|g| g.is_nan()));
+    }
+}
+
+/// timm's Lamb clamps the clip divisor with `clamp_(min=1)`, which keeps a NaN: one NaN
+/// gradient makes every parameter NaN after the step, not only the element that held it.
+#[test]
+fn lamb_spreads_a_nan_gradient_like_timm() {
+    let params = random_params(11);
+    let mut lamb = Lamb::new(groups(params.clone()), LambConfig::default()).unwrap();
+    set_grads(&params, 0);
+    let g = params[0].1.grad().unwrap();
+    let mut nan = g.to_vec();
+    nan[0] = f32::NAN;
+    params[0]
+        .1
+        .set_grad(Some(Tensor::from_vec(nan, g.shape()).unwrap()));
+    lamb.step().unwrap();
+    for (name, v) in &params {
+        assert!(
+            v.value().to_vec().iter().all(|x| x.is_nan()),
+            "{name} should be NaN"
+        );
+    }
 }
 
 #[test]
@@ -756,14 +802,24 @@ fn load_state_errors_name_the_key_and_shapes() {
     bad_step
         .scalars
         .retain(|(k, v)| k != "ls.step" || *v == 1.5);
+    let mut step_zero = good.clone();
+    for (k, v) in step_zero.scalars.iter_mut() {
+        if k == "l0.weight.step" {
+            *v = 0.0;
+        }
+    }
     let lamb_state = {
         let mut lamb = Lamb::new(groups(params.clone()), LambConfig::default()).unwrap();
         set_grads(&params, 0);
         lamb.step().unwrap();
         lamb.state()
     };
-    let cases: [(&OptimizerState, &[&str]); 6] = [
+    let cases: [(&OptimizerState, &[&str]); 7] = [
         (&missing, &["missing tensor `l0.weight.exp_avg`", "[7, 5]"]),
+        (
+            &step_zero,
+            &["`l0.weight.step` is 0 but the state holds `l0.weight.exp_avg`"],
+        ),
         (
             &wrong_shape,
             &["`l0.bias.exp_avg_sq` has shape [1, 7]", "[7]"],
@@ -892,6 +948,20 @@ fn bad_hyper_parameters_are_errors() {
                 "group 0 weight_decay must be >= 0",
             )
         }),
+        {
+            // One tensor under two names would be updated twice per step (torch refuses it).
+            let mut ps = random_params(5);
+            ps.push(("alias".into(), ps[0].1.clone()));
+            Sgd::new(vec![ParamGroup::new(ps)], SgdConfig::default())
+                .err()
+                .map(|e| {
+                    (
+                        e.to_string(),
+                        "SGD::new",
+                        "`alias` and `l0.weight` are the same parameter",
+                    )
+                })
+        },
         Adam::new(
             vec![
                 ParamGroup::new(random_params(5)),

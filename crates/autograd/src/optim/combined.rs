@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::state::{check_grads, invalid};
+use super::state::{check_distinct, check_grads, invalid};
 use super::{Optimizer, OptimizerState, ParamGroup};
 use crate::Result;
 
@@ -31,6 +31,7 @@ impl Combined {
         let mut labels = HashSet::new();
         // Parameter name → label of the part that holds it.
         let mut owner: HashMap<&str, &str> = HashMap::new();
+        let mut nodes = HashMap::new();
         for (label, opt) in &parts {
             if label.is_empty() || label.contains('/') || !labels.insert(label.as_str()) {
                 return Err(invalid(
@@ -38,13 +39,14 @@ impl Combined {
                     format!("label `{label}` must be non-empty, unique and without `/`"),
                 ));
             }
-            for (name, _) in opt.param_groups().iter().flat_map(|g| &g.params) {
+            for (name, var) in opt.param_groups().iter().flat_map(|g| &g.params) {
                 if let Some(other) = owner.insert(name, label) {
                     return Err(invalid(
                         OP,
                         format!("parameter `{name}` is in both `{other}` and `{label}`"),
                     ));
                 }
+                check_distinct(OP, &mut nodes, name, var)?;
             }
         }
         let groups = parts

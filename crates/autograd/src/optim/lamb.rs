@@ -114,7 +114,8 @@ impl Lamb {
     }
 
     /// timm's `_get_clip_grad_norm`: `max(‖(‖g₁‖, ‖g₂‖, …)‖ / max_grad_norm, 1)` in f32, over
-    /// every parameter with a gradient; `None` when disabled or no parameter has one.
+    /// every parameter with a gradient (NaN when the norm is, as in timm); `None` when disabled
+    /// or no parameter has one.
     fn clip_divisor(&self) -> Option<f32> {
         let max_norm = self.cfg.max_grad_norm?;
         let norms: Vec<f32> = self
@@ -128,7 +129,9 @@ impl Lamb {
         if norms.is_empty() {
             return None;
         }
-        Some((norm2(&norms) / max_norm as f32).max(1.0))
+        // timm's `clamp_(min=1.0)` keeps a NaN, as `clamp` does (`max` would drop it): one NaN
+        // gradient makes every update NaN.
+        Some((norm2(&norms) / max_norm as f32).clamp(1.0, f32::INFINITY))
     }
 }
 

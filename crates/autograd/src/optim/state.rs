@@ -113,6 +113,7 @@ impl Core {
     ) -> Result<Core> {
         check_range(op, "learning rate", lr, 0.0, None)?;
         let mut seen = HashSet::new();
+        let mut nodes = HashMap::new();
         for (g, group) in groups.iter().enumerate() {
             check_range(
                 op,
@@ -124,13 +125,14 @@ impl Core {
             if let Some(wd) = group.weight_decay {
                 check_range(op, &format!("group {g} weight_decay"), wd, 0.0, None)?;
             }
-            for (pname, _) in &group.params {
+            for (pname, var) in &group.params {
                 if !seen.insert(pname.as_str()) {
                     return Err(invalid(
                         op,
                         format!("parameter name `{pname}` appears more than once"),
                     ));
                 }
+                check_distinct(op, &mut nodes, pname, var)?;
             }
         }
         let states = groups
@@ -255,6 +257,19 @@ impl Core {
                         used_t.insert(key.clone());
                         bufs.push(t.to_vec());
                     }
+                } else if let Some(key) = self
+                    .buffers
+                    .iter()
+                    .map(|b| format!("{pname}.{b}"))
+                    .find(|k| tensors.contains_key(k.as_str()))
+                {
+                    return Err(invalid(
+                        op,
+                        format!(
+                            "`{pname}.step` is 0 but the state holds `{key}`: a parameter that \
+                             has not been stepped has no buffers (a corrupt or hand-edited state)"
+                        ),
+                    ));
                 }
                 gs.push(ParamState { step, bufs });
             }
@@ -283,6 +298,27 @@ impl Core {
         self.lr = lr;
         self.states = new_states;
         Ok(extra_vals)
+    }
+}
+
+/// Records `var` under `name` in `nodes` (node id → first name); an error when the same
+/// parameter was already recorded under another name, which would update it twice per step
+/// (torch: "some parameters appear in more than one parameter group").
+pub(crate) fn check_distinct<'a>(
+    op: &'static str,
+    nodes: &mut HashMap<u64, &'a str>,
+    name: &'a str,
+    var: &Var,
+) -> Result<()> {
+    match nodes.insert(var.node_id(), name) {
+        Some(first) => Err(invalid(
+            op,
+            format!(
+                "`{name}` and `{first}` are the same parameter (one tensor under two names); \
+                 it would be updated twice per step"
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -322,7 +358,9 @@ pub(crate) fn lerp(a: f32, b: f32, w: f32) -> f32 {
     }
 }
 
-/// The 2-norm of `xs`, accumulated in f64 and rounded to f32 (torch's f32 norm, to the ulp).
+/// The 2-norm of `xs`, accumulated in f64 and rounded to f32. That is torch's f32 norm to the
+/// ulp for ordinary magnitudes; where torch's f32 sum of squares overflows (elements beyond
+/// ≈ 1.8e19) or underflows (below ≈ 1e-23) this one stays finite and nonzero.
 pub(crate) fn norm2(xs: &[f32]) -> f32 {
     xs.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32
 }

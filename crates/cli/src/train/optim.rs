@@ -107,7 +107,9 @@ pub fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
             min_lr: 0.0,
         },
         ScheduleKind::Step => Decay::Step {
-            step_size: ((total_steps - warmup) / 3).max(1),
+            // Rounded up, so the rest splits into at most three stages: two decays, never a
+            // third in the last steps when the rest is not a multiple of 3.
+            step_size: (total_steps - warmup).div_ceil(3).max(1),
             gamma: 0.1,
         },
     };
@@ -117,6 +119,7 @@ pub fn build_schedule(r: &Recipe, total_steps: u64) -> CliResult<Schedule> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::recipe::{Recipe, ScheduleKind};
     use allmlp_autograd::tensor_core::Tensor;
 
     fn named(shapes: &[(&str, &[usize])]) -> Vec<(String, Var)> {
@@ -124,6 +127,30 @@ mod tests {
             .iter()
             .map(|(n, s)| (n.to_string(), Var::parameter(Tensor::zeros(s).unwrap())))
             .collect()
+    }
+
+    /// `--schedule step`: ×0.1 after each third of the steps after the warm-up, so the last
+    /// step runs at 1% of the base rate whatever the step count (101 steps with 25 of warm-up
+    /// used to decay a third time in the last step).
+    #[test]
+    fn step_decay_decays_exactly_twice() {
+        let mut r = Recipe::default_for("mixer_tiny", "fashion-mnist");
+        r.schedule = ScheduleKind::Step;
+        for total in [3u64, 4, 10, 100, 101, 102, 103, 938] {
+            let s = build_schedule(&r, total).unwrap();
+            let warmup = r.warmup(total);
+            let lrs: Vec<f64> = (warmup..total).map(|t| s.lr_at(t)).collect();
+            let ratio = lrs[lrs.len() - 1] / r.lr;
+            assert!((ratio - 0.01).abs() < 1e-12, "{total}: last/base {ratio}");
+            let decays = lrs.windows(2).filter(|w| w[1] < w[0]).count();
+            assert_eq!(decays, 2, "{total} steps");
+            // Each of the three stages holds a third of the rest, up to rounding.
+            let first = lrs
+                .iter()
+                .filter(|&&l| (l / r.lr - 1.0).abs() < 1e-12)
+                .count() as u64;
+            assert_eq!(first, (total - warmup).div_ceil(3), "{total} steps");
+        }
     }
 
     #[test]
