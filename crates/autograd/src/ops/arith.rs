@@ -48,8 +48,9 @@ impl Function for Binary {
                 Kind::Add => g.clone(),
                 Kind::Sub => g.neg(),
                 Kind::Mul => g.mul(a)?,
-                // d(a/b)/db = −a/b²
-                Kind::Div => g.mul(a)?.div(&b.mul(b)?)?.neg(),
+                // d(a/b)/db = −a/b², as torch evaluates it: −g·((a/b)/b), which stays finite
+                // where b·b would overflow or underflow.
+                Kind::Div => g.mul(&a.div(b)?.div(b)?)?.neg(),
             };
             Some(full.sum_to(b.shape())?)
         } else {
@@ -150,5 +151,30 @@ mod tests {
         gradcheck("mul", &[a.clone(), b.clone()], |v| v[0].mul(&v[1]), opts).unwrap();
         gradcheck("div", &[a.clone(), b.clone()], |v| v[0].div(&v[1]), opts).unwrap();
         gradcheck("affine", &[a], |v| Ok(v[0].affine_scalar(-1.5, 2.0)), opts).unwrap();
+    }
+
+    /// The divisor's gradient at magnitudes where `b·b` overflows (1e40) or underflows (1e-46)
+    /// in f32: finite and equal to torch's `−g·((a/b)/b)`.
+    #[test]
+    fn division_gradient_stays_finite_at_extreme_divisors() {
+        for (a, b, want) in [
+            (1e20f32, 1e20f32, -1e-20f32),
+            (3e19, 2e19, -7.5e-20),
+            (1e-23, 1e-23, -1e23),
+        ] {
+            let av = crate::Var::parameter(Tensor::from_vec(vec![a], &[1]).unwrap());
+            let bv = crate::Var::parameter(Tensor::from_vec(vec![b], &[1]).unwrap());
+            av.div(&bv)
+                .unwrap()
+                .sum(&[0], false)
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g = bv.grad().unwrap().to_vec()[0];
+            assert!(
+                ((g - want) / want).abs() < 1e-6,
+                "a {a}, b {b}: {g} vs {want}"
+            );
+        }
     }
 }
