@@ -66,8 +66,14 @@ impl Var {
             return Ok(self.clone());
         }
         let shape = self.shape();
-        let mut mask_shape = vec![1; shape.len().max(1)];
-        mask_shape[0] = shape.first().copied().unwrap_or(1);
+        let Some(&samples) = shape.first() else {
+            return Err(AutogradError::InvalidArgument {
+                op: "drop_path",
+                msg: "a 0-d input has no sample dimension to drop along (expected [N, ..])".into(),
+            });
+        };
+        let mut mask_shape = vec![1; shape.len()];
+        mask_shape[0] = samples;
         apply_mask(self, bernoulli_mask(&mask_shape, 1.0 - p, rng)?)
     }
 }
@@ -111,5 +117,15 @@ mod tests {
             dropped += (s[0] == 0.0) as usize;
         }
         assert!((16..=48).contains(&dropped), "dropped {dropped} of 64");
+        // A 1-d input is one value per sample; a 0-d one has no sample dimension.
+        let v = Var::parameter(Tensor::ones(&[8]).unwrap());
+        let y = v.drop_path(0.5, true, &mut Rng::new(3)).unwrap();
+        assert_eq!(y.shape(), [8]);
+        let s = Var::parameter(Tensor::ones(&[]).unwrap());
+        let e = s
+            .drop_path(0.5, true, &mut Rng::new(3))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("drop_path") && e.contains("0-d"), "{e}");
     }
 }

@@ -29,10 +29,17 @@ struct Linear {
     d: Option<Tensor>,
 }
 
-/// Rows of a contiguous `[.., cols]` tensor viewed as a matrix.
+/// Rows of a contiguous `[.., cols]` tensor viewed as a matrix: the product of the leading
+/// dimensions (also when `cols` is 0, where the element count cannot tell them).
 fn as_matrix(t: &Tensor, cols: usize) -> Result<(Tensor, usize)> {
     let t = t.contiguous();
-    let rows = t.numel().checked_div(cols).unwrap_or(0);
+    let shape = t.shape();
+    let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
+    debug_assert_eq!(
+        rows * cols,
+        t.numel(),
+        "as_matrix: last dimension is not {cols}"
+    );
     Ok((t, rows))
 }
 
@@ -260,6 +267,34 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("linear: shape mismatch"), "{e}");
+    }
+
+    /// Zero input features give the bias (torch: `x[3, 0] @ w[4, 0]ᵀ + b`), and zero output
+    /// features give an empty output whose backward still reaches x (as zeros, plus what other
+    /// uses of x add): the row count comes from the leading dims, not `numel / features`.
+    #[test]
+    fn zero_feature_linears_work_like_torch() {
+        let b = Var::parameter(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]).unwrap());
+        let x = Var::parameter(Tensor::zeros(&[3, 0]).unwrap());
+        let w = Var::parameter(Tensor::zeros(&[4, 0]).unwrap());
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y.shape(), [3, 4]);
+        assert_eq!(y.value().to_vec(), [1.0, 2.0, 3.0, 4.0].repeat(3));
+        y.sum(&[0, 1], false).unwrap().backward().unwrap();
+        assert_eq!(b.grad().unwrap().to_vec(), [3.0; 4]);
+        assert_eq!(w.grad().unwrap().shape(), [4, 0]);
+
+        let x = Var::parameter(Tensor::randn(&[3, 5], 0.0, 1.0, 4).unwrap());
+        let w = Var::parameter(Tensor::zeros(&[0, 5]).unwrap());
+        let y = linear(&x, &w, None).unwrap();
+        assert_eq!(y.shape(), [3, 0]);
+        let loss = y
+            .sum(&[0, 1], false)
+            .unwrap()
+            .add(&x.sum(&[0, 1], false).unwrap())
+            .unwrap();
+        loss.backward().unwrap();
+        assert_eq!(x.grad().unwrap().to_vec(), [1.0; 15]);
     }
 
     /// The fused op equals linear followed by the separate activation op, in
