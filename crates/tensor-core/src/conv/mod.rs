@@ -367,8 +367,9 @@ pub fn conv2d_backward_weight(
 
 /// Gradient of [`conv2d`] with respect to its bias: `db[o] = Σ_{n,i,j} dy[n, o, i, j]`.
 ///
-/// `dy: [N, O, OH, OW]` → `db: [O]`. Each channel is summed on one thread
-/// (per-plane f32 sums accumulated in f64), so the result is deterministic.
+/// `dy: [N, O, OH, OW]` → `db: [O]`. Each channel is summed on one thread in f64,
+/// element by element (so the result is deterministic, and a large plane's sum keeps f32
+/// accuracy where a running f32 sum would lose digits).
 pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
     const OP: &str = "conv2d_backward_bias";
     dy.expect_rank(OP, 4, "N×O×OH×OW")?;
@@ -382,7 +383,10 @@ pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
             let mut acc = 0.0f64;
             for img in 0..n {
                 let start = (img * o + oc) * plane;
-                acc += dys[start..start + plane].iter().sum::<f32>() as f64;
+                acc += dys[start..start + plane]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>();
             }
             *d = acc as f32;
         });
