@@ -9,8 +9,9 @@
 //!    ([`beta_sample`]); otherwise `λ = 1` (no mixing);
 //! 2. mixup: `x_b ← λ·x_b + (1 − λ)·x_{B−1−b}`;
 //! 3. cutmix (when `λ < 1`): a box of `⌊H·√(1−λ)⌋ × ⌊W·√(1−λ)⌋` centred at `cy = below(H)`,
-//!    `cx = below(W)` (drawn in that order) is clipped to the image (each side extends
-//!    `⌊cut/2⌋`) and pasted from the partner; `λ` becomes `1 − box area / (H·W)`;
+//!    `cx = below(W)` (drawn in that order; rows `cy − ⌊cut/2⌋ .. cy + ⌊(cut+1)/2⌋`, as
+//!    timm 1.0's `rand_bbox`) is clipped to the image and pasted from the partner; `λ`
+//!    becomes `1 − box area / (H·W)`;
 //! 4. targets: `λ·smooth(y) + (1 − λ)·smooth(y.flip(0))` where `smooth` is one-hot with
 //!    `off = ε/K`, `on = 1 − ε + off` (label smoothing ε, `K` classes).
 //!
@@ -132,8 +133,10 @@ impl Mix {
         let cy = rng.below(h as u64) as isize;
         let cx = rng.below(w as u64) as isize;
         let clip = |v: isize, n: usize| v.clamp(0, n as isize) as usize;
-        let (y0, y1) = (clip(cy - cut_h / 2, h), clip(cy + cut_h / 2, h));
-        let (x0, x1) = (clip(cx - cut_w / 2, w), clip(cx + cut_w / 2, w));
+        // timm 1.0's `rand_bbox`: `cut // 2` before the centre, `(cut + 1) // 2` after it, so
+        // an unclipped box is exactly `cut` wide.
+        let (y0, y1) = (clip(cy - cut_h / 2, h), clip(cy + (cut_h + 1) / 2, h));
+        let (x0, x1) = (clip(cx - cut_w / 2, w), clip(cx + (cut_w + 1) / 2, w));
         let rect = Rect {
             top: y0,
             left: x0,
@@ -407,7 +410,7 @@ mod tests {
 
     #[test]
     fn cutmix_box_matches_timm_rand_bbox() {
-        // With λ fixed by a seed, recompute timm's rand_bbox from the same draws.
+        // With λ fixed by a seed, recompute timm 1.0's rand_bbox from the same draws.
         let mix = Mix {
             mixup_alpha: 0.0,
             cutmix_alpha: 1.0,
@@ -423,10 +426,15 @@ mod tests {
             let ratio = (1.0 - lam).sqrt();
             let (ch, cw) = ((h as f64 * ratio) as i64, (w as f64 * ratio) as i64);
             let (cy, cx) = (r.below(h as u64) as i64, r.below(w as u64) as i64);
+            // timm 1.0.31: `np.clip(cy - cut_h // 2, 0, H)`, `np.clip(cy + (cut_h + 1) // 2, 0, H)`.
             let yl = (cy - ch / 2).clamp(0, h as i64);
-            let yh = (cy + ch / 2).clamp(0, h as i64);
+            let yh = (cy + (ch + 1) / 2).clamp(0, h as i64);
             let xl = (cx - cw / 2).clamp(0, w as i64);
-            let xh = (cx + cw / 2).clamp(0, w as i64);
+            let xh = (cx + (cw + 1) / 2).clamp(0, w as i64);
+            // A box inside the image is exactly the cut (one pixel short for odd cuts before).
+            if cy - ch / 2 >= 0 && cy + (ch + 1) / 2 <= h as i64 {
+                assert_eq!(yh - yl, ch);
+            }
             let q = d.cutmix.unwrap();
             assert_eq!(
                 (
