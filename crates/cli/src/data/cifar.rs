@@ -5,7 +5,7 @@
 //! row-major). The record count is `file size / record size`; a size that is not a multiple
 //! is an error.
 
-use super::{DataError, Dataset, Result, class_names};
+use super::{DataError, Dataset, Result, class_names, read_data_file};
 use std::path::Path;
 
 /// Pixels of one CIFAR image (`3 × 32 × 32`).
@@ -277,8 +277,7 @@ pub fn load_cifar(paths: &[&Path], kind: CifarKind) -> Result<Dataset> {
     let mut shown = Vec::new();
     for p in paths {
         let file = p.display().to_string();
-        let bytes =
-            std::fs::read(p).map_err(|e| DataError::new(&file, format!("cannot read: {e}")))?;
+        let bytes = read_data_file(p, &file)?;
         parse_into(&file, &bytes, kind, &mut images, &mut labels)?;
         shown.push(file);
     }

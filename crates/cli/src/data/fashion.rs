@@ -1,7 +1,9 @@
 //! Loading MNIST and Fashion-MNIST: from a directory, the Debian package, or the embedded subset.
 
 use super::idx::{parse_idx_images, parse_idx_labels};
-use super::{DataError, Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, Result, class_names};
+use super::{
+    DataError, Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, Result, class_names, read_data_file,
+};
 use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST (gzip IDX files).
@@ -82,13 +84,11 @@ fn read_in_dir(dir: &Path, name: &str) -> Result<(String, Vec<u8>)> {
         gz
     };
     let shown = path.display().to_string();
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = read_data_file(&path, &shown).map_err(|e| {
+        let also = dir.join(format!("{name}.gz"));
         DataError::new(
             &shown,
-            format!(
-                "cannot read: {e} (also looked for {})",
-                dir.join(format!("{name}.gz")).display()
-            ),
+            format!("{} (also looked for {})", e.problem, also.display()),
         )
     })?;
     Ok((shown, bytes))

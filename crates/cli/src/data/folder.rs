@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageBuffer, Pixel};
 
-use super::{DataError, Dataset, Result};
+use super::{DataError, Dataset, Result, read_data_file};
 
 /// Deepest folder level searched below a class folder (guards against symbolic-link loops).
 pub const MAX_DEPTH: usize = 32;
@@ -86,23 +86,21 @@ pub fn load_image_folder(dir: &Path, input: [usize; 3]) -> Result<Dataset> {
 /// resized as the [module docs](self) say). Errors name the file.
 pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
     check_input(path, input)?;
-    // Looked at before opening: opening a FIFO would block until something writes to it.
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(DataError::new(show(path), "is a directory, not an image"));
-        }
-        Ok(m) if !m.is_file() => {
-            return Err(DataError::new(
-                show(path),
-                "is not a regular file (a FIFO or device?)",
-            ));
-        }
-        _ => {}
+    if path.is_dir() {
+        return Err(DataError::new(show(path), "is a directory, not an image"));
     }
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::new(show(path), format!("cannot open: {e}")))?
+    let bytes = read_data_file(path, &show(path))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::new(show(path), format!("cannot read: {e}")))?
+        .map_err(|e| DataError::new(show(path), format!("cannot read: {e}")))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
+        return Err(DataError::new(
+            show(path),
+            "truncated JPEG: the data ends before the end-of-image marker (FF D9) of its last \
+             scan",
+        ));
+    }
+    let img = reader
         .decode()
         .map_err(|e| DataError::new(show(path), format!("cannot decode the image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
@@ -122,6 +120,18 @@ pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
         ));
     }
     Ok(to_chw(&img, input))
+}
+
+/// Whether a JPEG file holds an end-of-image marker (`FF D9`) after its last start-of-scan
+/// (`FF DA`). The decoder fills a scan cut short with grey instead of failing (PIL reports
+/// "image file is truncated"); entropy-coded data cannot hold either marker (a data `FF` is
+/// followed by `00`), and an EXIF thumbnail's own markers come before the main image's scans.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 /// Converts a decoded image to `[C, H, W]` bytes for `input` = `[C, H, W]`, `C` 1 (luma) or 3

@@ -164,6 +164,28 @@ fn single_image_file_and_its_errors() {
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\n garbage").unwrap();
     let e = load_image_file(&bad, [3, 4, 4]).unwrap_err().to_string();
     assert!(e.contains("bad.png") && e.contains("decode"), "{e}");
+    // A JPEG cut short decodes without complaint (the missing scan comes out grey): refused,
+    // wherever it is cut; trailing bytes after a complete image are accepted.
+    let jpg = dir.path().join("full.jpg");
+    save(&rgb_image(64, 48, pattern(5)), &jpg, ImageFormat::Jpeg);
+    let full = std::fs::read(&jpg).unwrap();
+    let sos = full.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    for len in [sos + 20, full.len() / 2, full.len() - 2] {
+        std::fs::write(&cut, &full[..len]).unwrap();
+        let e = load_image_file(&cut, [3, 8, 8]).unwrap_err().to_string();
+        assert!(
+            e.contains("cut.jpg") && e.contains("truncated JPEG"),
+            "{len}: {e}"
+        );
+    }
+    let mut padded = full.clone();
+    padded.extend_from_slice(&[0; 16]);
+    std::fs::write(&cut, &padded).unwrap();
+    assert_eq!(
+        load_image_file(&cut, [3, 8, 8]).unwrap(),
+        load_image_file(&jpg, [3, 8, 8]).unwrap()
+    );
     assert!(
         load_image_file(&p, [2, 4, 4])
             .unwrap_err()
