@@ -17,23 +17,29 @@ pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// Returns `bytes` decompressed when they start with the gzip magic `1f 8b`, else unchanged.
-/// Every gzip member is read (as `zcat` does: `bgzip` and concatenated files have several);
-/// bytes after the last member that are not another member are an error. `file` names the
-/// source in errors.
+/// Every gzip member is read and zero padding after the last one is ignored, as `zcat` does
+/// (`bgzip` and concatenated files have several members; tape and block devices pad with
+/// zeros); other bytes after a member that are not another member are an error. `file` names
+/// the source in errors.
 pub fn decode<'a>(file: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(Cow::Borrowed(bytes));
     }
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_DECOMPRESSED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| DataError::new(file, format!("corrupt or truncated gzip data: {e}")))?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(DataError::new(
-            file,
-            format!("decompresses to more than {MAX_DECOMPRESSED} bytes"),
-        ));
+    let mut rest = bytes;
+    while rest.iter().any(|&b| b != 0) {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        (&mut member)
+            .take(MAX_DECOMPRESSED + 1 - out.len() as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| DataError::new(file, format!("corrupt or truncated gzip data: {e}")))?;
+        if out.len() as u64 > MAX_DECOMPRESSED {
+            return Err(DataError::new(
+                file,
+                format!("decompresses to more than {MAX_DECOMPRESSED} bytes"),
+            ));
+        }
+        rest = member.into_inner();
     }
     Ok(Cow::Owned(out))
 }
@@ -142,8 +148,8 @@ mod tests {
         e.finish().unwrap()
     }
 
-    /// A file of two gzip members (`cat a.gz b.gz`, bgzip) decodes to both; anything after the
-    /// last member that is not gzip is refused, naming the file.
+    /// A file of two gzip members (`cat a.gz b.gz`, bgzip) decodes to both; zero padding after
+    /// the last member is ignored, anything else that is not gzip is refused, naming the file.
     #[test]
     fn every_gzip_member_is_read_and_trailing_garbage_refused() {
         let (a, b) = (vec![1u8, 2, 3], vec![4u8, 5]);
@@ -158,5 +164,12 @@ mod tests {
             "{e}"
         );
         assert_eq!(decode("raw", &a).unwrap().as_ref(), a.as_slice());
+        // Zero padding after the members is ignored, as zcat does; a truncated member is not.
+        let mut padded = two.clone();
+        padded.extend_from_slice(&[0; 512]);
+        assert_eq!(decode("f.gz", &padded).unwrap().as_ref(), [1, 2, 3, 4, 5]);
+        let cut = &two[..two.len() - 3];
+        let e = decode("f.gz", cut).unwrap_err().to_string();
+        assert!(e.contains("corrupt or truncated gzip"), "{e}");
     }
 }
