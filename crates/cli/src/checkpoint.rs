@@ -259,8 +259,8 @@ fn training_or_deploy(
 /// from the checkpoint's `config` metadata (when it is a checkpoint of that model) unless
 /// `args` overrides them; a deploy checkpoint builds the deploy structure. ResMLP weights may
 /// use the authors' (deit) names, which are renamed to timm's. The weights must match
-/// strictly, and hold no NaN or infinity; `classes` metadata must name every output. Errors
-/// name the file and what disagrees.
+/// strictly, and hold no NaN or infinity; `classes` metadata must name every output and
+/// `normalization` metadata every input channel. Errors name the file and what disagrees.
 pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliResult<LoadedModel> {
     let sd = StateDict::load(weights)?;
     let meta_model = sd.model().map(str::to_string);
@@ -293,6 +293,15 @@ pub fn load_model(weights: &Path, model: Option<&str>, args: &ModelArgs) -> CliR
                 "{}: metadata `{CLASSES_KEY}` names {} classes, but {name} has {outputs} outputs",
                 weights.display(),
                 m.classes.len()
+            )));
+        }
+        let channels = net.input_shape()[0];
+        if m.normalization.mean.len() != channels {
+            return Err(CliError(format!(
+                "{}: `normalization` metadata has {} means and stds, but {name} takes {channels} \
+                 input channel(s)",
+                weights.display(),
+                m.normalization.mean.len()
             )));
         }
     }

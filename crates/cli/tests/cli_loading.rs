@@ -150,8 +150,8 @@ fn trained(net: &dyn Model, classes: usize) -> StateDict {
     trained_state_dict(net, &meta).unwrap()
 }
 
-/// Weights holding NaN or infinity, and `classes` metadata that does not name every output,
-/// are refused when loaded (they gave NaN logits scored as class 0, and wrong labels), naming
+/// Weights holding NaN or infinity, `classes` metadata that does not name every output and
+/// `normalization` metadata for another channel count are refused when loaded (they gave NaN logits scored as class 0, and wrong labels), naming
 /// the file and the tensor or the counts.
 #[test]
 fn unusable_checkpoints_are_refused() {
@@ -183,6 +183,29 @@ fn unusable_checkpoints_are_refused() {
         }
     }
 
+    // CIFAR-10's three-channel normalization on a one-channel model: blamed on the weights.
+    let meta = TrainedMeta {
+        dataset: "fashion-mnist".into(),
+        normalization: Normalization::cifar10(),
+        classes: (0..10).map(|i| format!("class {i}")).collect(),
+        epoch: 1,
+        metrics: serde_json::json!({"test_acc": 0.5}),
+    };
+    let norm3 = trained_state_dict(&*m, &meta).unwrap();
+    norm3.save(p("norm3.safetensors")).unwrap();
+    let predict = [
+        "predict",
+        "--weights",
+        "norm3.safetensors",
+        "../no-image.png",
+    ];
+    assert_fails(
+        &allmlp(&predict, dir.path()),
+        &[
+            "norm3.safetensors",
+            "`normalization` metadata has 3 means and stds, but mixer_tiny takes 1 input",
+        ],
+    );
     trained(&*m, 2).save(p("two.safetensors")).unwrap();
     assert_fails(
         &run_infer(dir.path(), ("two.safetensors", "x.safetensors"), None, &[]),
