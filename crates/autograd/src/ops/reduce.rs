@@ -30,8 +30,13 @@ impl Function for Sum {
 fn reduce(v: &Var, axes: &[usize], keepdim: bool, mean: bool) -> Result<Var> {
     let x = v.value();
     let kept = x.sum(axes, true)?;
+    // An empty input has an empty gradient: its scale does not matter (and 1/0 is avoided).
     let count = x.numel() / kept.numel().max(1);
-    let scale = if mean { 1.0 / count as f32 } else { 1.0 };
+    let scale = if mean && count > 0 {
+        1.0 / count as f32
+    } else {
+        1.0
+    };
     let out = if mean {
         x.mean(axes, keepdim)?
     } else {
@@ -53,9 +58,6 @@ impl Var {
 
     /// Mean over `axes` (all if empty).
     pub fn mean(&self, axes: &[usize], keepdim: bool) -> Result<Var> {
-        if self.value().numel() == 0 {
-            return Ok(Var::constant(self.value().mean(axes, keepdim)?));
-        }
         reduce(self, axes, keepdim, true)
     }
 }
@@ -64,6 +66,18 @@ impl Var {
 mod tests {
     use crate::gradcheck::{GradcheckOptions, gradcheck};
     use allmlp_tensor_core::Tensor;
+
+    /// The mean of an empty input stays on the graph (it was a constant, so the input never
+    /// got a gradient): backward gives the input an empty gradient of its shape.
+    #[test]
+    fn mean_of_an_empty_input_keeps_its_gradient() {
+        let x = crate::Var::parameter(Tensor::zeros(&[0, 3]).unwrap());
+        let m = x.mean(&[1], false).unwrap();
+        assert_eq!(m.shape(), [0]);
+        assert!(m.requires_grad());
+        m.sum(&[0], false).unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), [0, 3]);
+    }
 
     #[test]
     fn sum_and_mean_gradients() {
