@@ -60,7 +60,7 @@ impl Var {
     /// Inverse of [`Var::partition`]: `[N·Hp·Wp, C, h, w]` → `[N, C, Hp·h, Wp·w]`.
     pub fn unpartition(&self, n: usize, hp: usize, wp: usize) -> Result<Var> {
         let [rows, c, h, w] = nchw("unpartition", self)?;
-        if n * hp * wp != rows {
+        if n.checked_mul(hp).and_then(|v| v.checked_mul(wp)) != Some(rows) {
             return Err(AutogradError::Tensor(
                 allmlp_tensor_core::TensorError::shape(
                     "unpartition",
@@ -108,5 +108,7 @@ mod tests {
         .unwrap();
         assert!(Var::constant(x.clone()).partition(3, 3).is_err());
         assert!(p.unpartition(1, 2, 2).is_err());
+        // Counts whose product overflows are an error, not an overflow panic.
+        assert!(p.unpartition(usize::MAX, 2, 2).is_err());
     }
 }
