@@ -14,9 +14,10 @@
 //!   pure RepMLP nets (`stem` → `stages.i.j` units, a max pool between stages → pool →
 //!   `linear`). The CLI builds the concrete model (once) from the registered configuration
 //!   (`commands::known`; the same parameters as the registry's) and runs that sequence once at
-//!   batch 1 in eval mode without a tape; the parameter groups come from the same model. The MACs of each row are counted from the configuration
-//!   (Mixer, ResMLP, RepMLPNet) or from the built layers' weight shapes and output sizes
-//!   (RepMLP v1; `commands::cost`); the total is the model's own count.
+//!   batch 1 in eval mode without a tape; the parameter groups come from the same model. The
+//!   MACs of each row are counted from the configuration (Mixer, ResMLP, RepMLPNet) or from
+//!   the built layers' weight shapes and output sizes (RepMLP v1; `commands::cost`); the total
+//!   is the model's own count.
 //! - A registered name the CLI does not know (`known.rs`) gets parameter-only rows, the logits'
 //!   shape from one whole forward.
 
