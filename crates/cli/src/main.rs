@@ -21,7 +21,7 @@ enum Command {
     /// epoch; writes metrics.csv, curves.png and checkpoints to --out DIR. With no flags it
     /// trains mixer_tiny on Fashion-MNIST with the default recipe.
     Train(Box<allmlp::train::TrainArgs>),
-    /// List every registered model: family, parameters (M) and GMACs per image.
+    /// List every registered model: family, parameters (M), GMACs and GFLOPs per image.
     Models,
     /// Per-layer table of a model: output shapes, parameters, MACs, and totals.
     Info {

@@ -73,6 +73,9 @@ fn models_lists_every_registered_name() {
     assert_eq!(cols[1], "MLP-Mixer");
     let m = create_model("mixer_tiny", &ModelOptions::default()).unwrap();
     assert_eq!(cols[2], format!("{:.2}", num_parameters(&*m) as f64 / 1e6));
+    // GFLOPs are two per MAC.
+    let (gmacs, gflops): (f64, f64) = (cols[3].parse().unwrap(), cols[4].parse().unwrap());
+    assert!((gflops - 2.0 * gmacs).abs() <= 0.0015, "{tiny}");
 }
 
 #[test]

@@ -27,18 +27,27 @@ pub fn run() -> CliResult<String> {
             format!("{:.2}", c.params as f64 / 1e6),
             c.macs
                 .map_or("-".to_string(), |m| format!("{:.3}", m as f64 / 1e9)),
+            c.macs
+                .map_or("-".to_string(), |m| format!("{:.3}", 2.0 * m as f64 / 1e9)),
             e.description.to_string(),
         ]);
     }
     let mut out = format_table(
-        &["model", "family", "params (M)", "GMACs", "description"],
+        &[
+            "model",
+            "family",
+            "params (M)",
+            "GMACs",
+            "GFLOPs",
+            "description",
+        ],
         &rows,
-        &[false, false, true, true, false],
+        &[false, false, true, true, true, false],
     );
     out.push_str(
         "\nDefault sizes, training structure. GMACs: multiply-accumulates per image of every \
-         Linear/Conv\n(what the papers and timm call FLOPs; 1 MAC = 2 floating-point \
-         operations).\n",
+         Linear/Conv\n(what the papers and timm's model cards call FLOPs); GFLOPs: floating-point \
+         operations, 2 per MAC\n(what torch's FlopCounterMode counts).\n",
     );
     Ok(out)
 }
