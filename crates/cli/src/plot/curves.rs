@@ -68,7 +68,7 @@ pub fn render_curves(rows: &[EpochMetrics]) -> CliResult<Canvas> {
         let panels = area.split_evenly((1, 2));
         let specs = [
             Panel {
-                caption: "loss",
+                caption: "loss (train: against its smoothed/mixed targets)",
                 y_desc: "cross-entropy",
                 range: loss,
                 series: [

@@ -46,8 +46,9 @@ pub struct TrainArgs {
     /// a quarter of the run].
     #[arg(long, value_name = "STEPS")]
     pub warmup_steps: Option<u64>,
-    /// Learning-rate decay after the warm-up: cosine or linear to 0 at the last step, or step
-    /// (×0.1 after each third of the steps after the warm-up) [default: cosine].
+    /// Learning-rate decay after the warm-up: cosine or linear towards 0 (reached one step after
+    /// the last, as in PyTorch's schedulers), or step (×0.1 after each third of the steps after
+    /// the warm-up) [default: cosine].
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
     /// Label smoothing of the training loss [default: 0.1].

@@ -23,9 +23,9 @@ pub enum OptimizerKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
-    /// Cosine decay to zero at the last step.
+    /// Cosine decay towards zero, reached one step after the last.
     Cosine,
-    /// Linear decay to zero at the last step.
+    /// Linear decay towards zero, reached one step after the last.
     Linear,
     /// Multiply by 0.1 after each third of the run (after the warm-up).
     Step,
