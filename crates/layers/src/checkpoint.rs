@@ -41,13 +41,31 @@ pub fn state_dict(m: &dyn Module) -> StateDict {
 ///
 /// Strict: any missing or unexpected key or shape mismatch is one error listing
 /// all of them, and nothing is changed. Non-strict: matching entries are
-/// loaded and the rest reported.
+/// loaded and the rest reported. As PyTorch's `load_state_dict` does, a
+/// missing BatchNorm `num_batches_tracked` keeps the module's value (files
+/// from before PyTorch 0.4.1, and exports that drop it), and a one-element
+/// `[1]` tensor loads into a 0-d entry.
 pub fn load_state_dict(
     m: &dyn Module,
-    sd: StateDict,
+    mut sd: StateDict,
     strictness: Strictness,
 ) -> Result<LoadReport> {
     let expected = state_dict(m);
+    for (key, current) in expected.iter() {
+        match sd.get(key) {
+            None if key.rsplit('.').next() == Some("num_batches_tracked") => {
+                sd.insert(key.to_string(), current.clone());
+            }
+            Some(t) if current.ndim() == 0 && t.shape() == [1] => {
+                let scalar = t.reshape(&[]).map_err(|source| StateDictError::Tensor {
+                    key: key.to_string(),
+                    source,
+                })?;
+                sd.insert(key.to_string(), scalar);
+            }
+            _ => {}
+        }
+    }
     let loaded = sd.match_expected(
         expected
             .iter()
@@ -137,5 +155,41 @@ mod tests {
             load_state_dict(&c, StateDict::load(&path).unwrap(), Strictness::NonStrict).unwrap();
         assert_eq!(report.unexpected.len(), 5);
         assert_eq!(report.mismatched.len(), 1);
+    }
+
+    /// PyTorch's allowances: a state without `num_batches_tracked` loads strictly and keeps
+    /// the module's count; a `[1]` count loads into the 0-d buffer. Other missing keys and
+    /// other shapes are still errors.
+    #[test]
+    fn batch_norm_counts_load_as_in_pytorch() {
+        let bn = BatchNorm2d::new(3).unwrap();
+        bn.num_batches_tracked
+            .set(Tensor::from_vec(vec![7.0], &[]).unwrap());
+        let mut sd = state_dict(&bn);
+        sd.remove("num_batches_tracked");
+        sd.insert("running_mean", Tensor::randn(&[3], 0.0, 1.0, 4).unwrap());
+        load_state_dict(&bn, sd.clone(), Strictness::Strict).unwrap();
+        assert_eq!(bn.num_batches_tracked.get().item().unwrap(), 7.0);
+        assert_eq!(&bn.running_mean.get(), sd.get("running_mean").unwrap());
+
+        sd.insert(
+            "num_batches_tracked",
+            Tensor::from_vec(vec![12.0], &[1]).unwrap(),
+        );
+        load_state_dict(&bn, sd.clone(), Strictness::Strict).unwrap();
+        assert_eq!(bn.num_batches_tracked.get().shape(), [0usize; 0]);
+        assert_eq!(bn.num_batches_tracked.get().item().unwrap(), 12.0);
+
+        sd.insert(
+            "num_batches_tracked",
+            Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap(),
+        );
+        assert!(load_state_dict(&bn, sd.clone(), Strictness::Strict).is_err());
+        sd.remove("num_batches_tracked");
+        sd.remove("running_var");
+        let e = load_state_dict(&bn, sd, Strictness::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("running_var"), "{e}");
     }
 }
