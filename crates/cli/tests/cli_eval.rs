@@ -256,11 +256,25 @@ fn eval_errors_name_the_problem() {
         in_chans: Some(3),
         ..ModelOptions::default()
     };
-    save_mixer(&p.join("rgb.safetensors"), &rgb, &meta("fashion-mnist"));
+    let rgb_meta = TrainedMeta {
+        normalization: Normalization::cifar10(),
+        ..meta("fashion-mnist")
+    };
+    save_mixer(&p.join("rgb.safetensors"), &rgb, &rgb_meta);
     let data = subset_dir();
     let data = data.to_str().unwrap();
     let o = allmlp(&["eval", "--weights", "rgb.safetensors", "--data", data], p);
     assert_fails(&o, &["fashion-mnist/t10k", "[1, 28, 28]", "[3, 32, 32]"]);
+    // The same model with one-channel normalization: the checkpoint itself is inconsistent.
+    save_mixer(&p.join("rgb1.safetensors"), &rgb, &meta("fashion-mnist"));
+    let o = allmlp(
+        &["eval", "--weights", "rgb1.safetensors", "--data", data],
+        p,
+    );
+    assert_fails(
+        &o,
+        &["rgb1.safetensors", "`normalization` metadata has 1 means"],
+    );
 
     // Five outputs against ten classes.
     let five = ModelOptions {
