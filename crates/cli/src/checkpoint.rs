@@ -189,16 +189,12 @@ pub fn is_deploy(sd: &StateDict, config: Option<&Value>) -> bool {
 /// weights give NaN logits, which would read as "every image is class 0".
 pub fn check_finite(sd: &StateDict, file: &Path) -> CliResult<()> {
     for (key, t) in sd.iter() {
-        // Loaded tensors are contiguous: no copy.
-        let values = t
-            .as_slice()
-            .map_or_else(|| t.to_vec().into(), std::borrow::Cow::Borrowed);
-        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        if let Some((i, v)) = t.first_non_finite() {
             return Err(CliError(format!(
                 "{}: tensor `{key}` holds {v} (at flat index {i} of {}); the weights are not \
                  usable",
                 file.display(),
-                values.len()
+                t.numel()
             )));
         }
     }

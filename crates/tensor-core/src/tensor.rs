@@ -275,11 +275,39 @@ impl Tensor {
     pub fn all_finite(&self) -> bool {
         self.data.iter().all(|v| v.is_finite())
     }
+
+    /// The first NaN or infinity in row-major order, as (flat index, value); `None` when every
+    /// element is finite. Reads a strided tensor in place.
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        self.data
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite())
+            .map(|(i, &v)| (i, v))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index is row-major also for a strided view (read in place).
+    #[test]
+    fn first_non_finite_is_in_row_major_order() {
+        let mut v: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(
+            Tensor::from_vec(v.clone(), &[2, 3])
+                .unwrap()
+                .first_non_finite(),
+            None
+        );
+        v[1] = f32::INFINITY; // (0, 1) of [2, 3]: (1, 0) of its [3, 2] transpose, flat index 2
+        v[5] = f32::NAN;
+        let t = Tensor::from_vec(v, &[2, 3]).unwrap();
+        assert_eq!(t.first_non_finite(), Some((1, f32::INFINITY)));
+        let (i, x) = t.transpose(0, 1).unwrap().first_non_finite().unwrap();
+        assert_eq!((i, x), (2, f32::INFINITY));
+    }
 
     #[test]
     fn constructors_check_shapes() {

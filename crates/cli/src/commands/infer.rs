@@ -66,10 +66,7 @@ pub fn run(
 /// An error naming the first NaN or infinity in `x` ([N, C, H, W]) by its position: the logits
 /// of that image would be NaN, a result no caller can use (PyTorch would return them).
 fn check_finite_input(x: &Tensor, file: &Path) -> CliResult<()> {
-    let values = x
-        .as_slice()
-        .map_or_else(|| x.to_vec().into(), std::borrow::Cow::Borrowed);
-    let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) else {
+    let Some((i, v)) = x.first_non_finite() else {
         return Ok(());
     };
     let mut at = vec![0; x.shape().len()];
