@@ -197,7 +197,7 @@ fn single_image_file_and_its_errors() {
     let e = load_image_file(dir.path(), [3, 4, 4])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("is a directory, not an image"), "{e}");
+    assert!(e.contains("is a directory, not a file"), "{e}");
     #[cfg(unix)]
     {
         let fifo = dir.path().join("fifo.png");
