@@ -1,8 +1,9 @@
 //! Branch-free f32 `exp` and `erf` that compilers vectorize, for the
 //! activations (GELU, sigmoid, tanh-GELU) and their gradients.
 //!
-//! - [`exp`]: Cephes' range reduction `x = n·ln2 + r` and degree-6 polynomial,
-//!   `2ⁿ` built from the exponent bits; ≤ 2 ulp on [−87.3, 88.37]. Inputs are
+//! - [`exp`]: Cephes' range reduction `x = n·ln2 + r` and degree-6 polynomial
+//!   (fused multiply-adds, as in the other functions here), `2ⁿ` built from
+//!   the exponent bits; ≤ 2 ulp on [−87.3, 88.37]. Inputs are
 //!   clamped to that range (so it saturates at ~1e-38 and ~2.4e38 instead of
 //!   0 and ∞, and `n ≤ 127` keeps `2ⁿ` finite: an ∞ there made tanh-GELU's
 //!   gradient `0·∞ = NaN` below x ≈ −10): use it only where the result is
@@ -11,8 +12,13 @@
 //! - [`erf_and_gauss`]: `erf` and the factor `e^{−x²}` its formula computes
 //!   (saturating at ~1e-38 like [`exp`]), which GELU's derivative reuses.
 //! - [`erf`]: Abramowitz & Stegun 7.1.26 (1.5e-7 in exact arithmetic, ≤ 7e-7
-//!   absolute evaluated in f32) — the formula and f32 evaluation PyTorch's
-//!   vectorized CPU `erf` (and so its exact GELU) uses.
+//!   absolute evaluated in f32) — the formula and f32 evaluation, fused
+//!   multiply-adds included, of PyTorch's vectorized CPU `erf` (and so of its
+//!   exact GELU); only its `exp` (Sleef's there) differs.
+//!
+//! `f32::mul_add` is one instruction where the caller is compiled with FMA
+//! (the vectorized kernels are) and a correctly rounded libm `fmaf` elsewhere:
+//! the same bits either way.
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -26,16 +32,16 @@ const MAX_X: f32 = 88.376_2;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.336_55, MAX_X);
-    let t = x * LOG2E + ROUND;
+    let t = x.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1_f64 as f32;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_2e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5.000_000_1e-1_f64 as f32);
+    let y = (p * r).mul_add(r, r) + 1.0;
     // `t` lies in [2²³, 2²⁴), where consecutive floats are 1 apart, so the
     // integer `n` is the difference of the bit patterns: no float-to-int
     // conversion (whose saturating `as` LLVM does not vectorize), and the same
@@ -56,14 +62,14 @@ pub fn erf(x: f32) -> f32 {
 #[inline(always)]
 pub fn erf_and_gauss(x: f32) -> (f32, f32) {
     let a = x.abs();
-    let t = 1.0 / (0.327_591_1 * a + 1.0);
+    let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
     let mut r = 1.061_405_4f32;
-    r = r * t - 1.453_152_1;
-    r = r * t + 1.421_413_7;
-    r = r * t - 0.284_496_74;
-    r = r * t + 0.254_829_6;
+    r = r.mul_add(t, -1.453_152_1);
+    r = r.mul_add(t, 1.421_413_7);
+    r = r.mul_add(t, -0.284_496_74);
+    r = r.mul_add(t, 0.254_829_6);
     let g = exp(-a * a);
-    let y = 1.0 - r * t * g;
+    let y = (-g * t).mul_add(r, 1.0);
     (y.copysign(x), g)
 }
 
@@ -74,15 +80,15 @@ mod tests {
     /// The previous formulation (`n as i32`), to show the bit trick changes nothing.
     fn exp_cast(x: f32) -> f32 {
         let x = x.clamp(-87.336_55, MAX_X);
-        let n = (x * LOG2E + ROUND) - ROUND;
-        let r = x - n * LN2_HI - n * LN2_LO;
+        let n = x.mul_add(LOG2E, ROUND) - ROUND;
+        let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
         let mut p = 1.987_569_1e-4f32;
-        p = p * r + 1.398_2e-3;
-        p = p * r + 8.333_452e-3;
-        p = p * r + 4.166_579_6e-2;
-        p = p * r + 1.666_666_5e-1;
-        p = p * r + 5.000_000_1e-1_f64 as f32;
-        let y = p * r * r + r + 1.0;
+        p = p.mul_add(r, 1.398_2e-3);
+        p = p.mul_add(r, 8.333_452e-3);
+        p = p.mul_add(r, 4.166_579_6e-2);
+        p = p.mul_add(r, 1.666_666_5e-1);
+        p = p.mul_add(r, 5.000_000_1e-1_f64 as f32);
+        let y = (p * r).mul_add(r, r) + 1.0;
         y * f32::from_bits(((n as i32 + 127) << 23) as u32)
     }
 
