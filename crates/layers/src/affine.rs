@@ -21,6 +21,7 @@
 //! # Ok::<(), allmlp_layers::autograd::AutogradError>(())
 //! ```
 
+use allmlp_autograd::ops::scale_shift;
 use allmlp_autograd::tensor_core::error::fmt_shape;
 use allmlp_autograd::tensor_core::{Tensor, TensorError};
 use allmlp_autograd::{Result, Var};
@@ -89,7 +90,7 @@ impl Module for Affine {
             )
             .into());
         }
-        x.mul(&self.alpha)?.add(&self.beta)
+        scale_shift(x, &self.alpha, Some(&self.beta))
     }
 
     fn visit(&self, prefix: &str, v: &mut dyn Visitor) {

@@ -25,6 +25,7 @@
 //! # Ok::<(), allmlp_layers::autograd::AutogradError>(())
 //! ```
 
+use allmlp_autograd::ops::scale_shift;
 use allmlp_autograd::tensor_core::error::fmt_shape;
 use allmlp_autograd::tensor_core::{Tensor, TensorError};
 use allmlp_autograd::{Result, Var};
@@ -87,7 +88,7 @@ impl Module for LayerScale {
             )
             .into());
         }
-        x.mul(&self.gamma)
+        scale_shift(x, &self.gamma, None)
     }
 
     fn visit(&self, prefix: &str, v: &mut dyn Visitor) {

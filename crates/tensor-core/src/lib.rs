@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod allocator;
+pub mod channel_scale;
 pub mod conv;
 pub mod elementwise;
 pub mod error;

@@ -15,6 +15,15 @@ use crate::{Result, Tensor, TensorError, threads};
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 256;
 
+/// Column sums keeping more than this many columns are split over blocks of
+/// this many columns, each summed over all rows in order ...
+pub(crate) const COLS: usize = 256;
+/// ... and sums keeping at most [`COLS`] columns of more than this many
+/// elements over runs of `PAR_MIN / columns` (rounded up) rows, whose partial
+/// sums are added in order. Set by the shape alone (never by the thread
+/// count); `channel_scale` sums the same way, to give the same bits.
+pub(crate) const PAR_MIN: usize = 1 << 15;
+
 /// Indices produced by [`Tensor::argmax`], with the shape of the reduced tensor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Indices {
@@ -155,8 +164,6 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
             }
         }
     };
-    const COLS: usize = 256;
-    const PAR_MIN: usize = 1 << 15;
     let mut out = vec![0f64; mid];
     if data.len() > PAR_MIN && mid > COLS {
         threads::install(|| {

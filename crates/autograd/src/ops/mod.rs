@@ -9,11 +9,13 @@ mod linear;
 mod matmul;
 mod patch;
 mod reduce;
+mod scale_shift;
 mod shape;
 mod unary;
 
 pub use left_linear::left_linear;
 pub use linear::{Activation, linear, linear_act, linear_packed};
+pub use scale_shift::scale_shift;
 mod conv;
 mod pool;
 
