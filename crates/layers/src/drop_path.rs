@@ -32,12 +32,12 @@ use crate::module::{Ctx, Module, Visitor};
 /// Per-sample drop of a residual branch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DropPath {
-    /// Probability of dropping a sample, in `[0, 1)`.
+    /// Probability of dropping a sample, in `[0, 1]`.
     pub drop_prob: f32,
 }
 
 impl DropPath {
-    /// Drop-path with probability `drop_prob` in `[0, 1)`.
+    /// Drop-path with probability `drop_prob` in `[0, 1]`.
     pub fn new(drop_prob: f32) -> Result<DropPath> {
         check_drop_prob("DropPath", drop_prob)?;
         Ok(DropPath { drop_prob })
@@ -108,10 +108,16 @@ mod tests {
         let e = dp.forward(&scalar, &Ctx::train(1)).unwrap_err().to_string();
         assert!(e.contains("DropPath"), "{e}");
         assert!(
-            DropPath::new(1.0)
+            DropPath::new(1.5)
                 .unwrap_err()
                 .to_string()
                 .contains("DropPath")
         );
+        // p = 1 (accepted, as in timm) drops every sample in training.
+        let all = DropPath::new(1.0)
+            .unwrap()
+            .forward(&x, &Ctx::train(5))
+            .unwrap();
+        assert!(all.value().to_vec().iter().all(|&e| e == 0.0));
     }
 }

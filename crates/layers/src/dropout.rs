@@ -26,26 +26,27 @@ use crate::module::{Ctx, Module, Visitor};
 /// Element-wise (inverted) dropout.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
-    /// Probability of zeroing an element, in `[0, 1)`.
+    /// Probability of zeroing an element, in `[0, 1]`.
     pub p: f32,
 }
 
 impl Dropout {
-    /// Dropout with drop probability `p` in `[0, 1)`.
+    /// Dropout with drop probability `p` in `[0, 1]`.
     pub fn new(p: f32) -> Result<Dropout> {
         check_drop_prob("Dropout", p)?;
         Ok(Dropout { p })
     }
 }
 
-/// Err unless `0 ≤ p < 1` (NaN rejected).
+/// Err unless `0 ≤ p ≤ 1` (NaN rejected; `p = 1` drops everything, as in
+/// PyTorch and timm).
 pub(crate) fn check_drop_prob(op: &'static str, p: f32) -> Result<()> {
-    if (0.0..1.0).contains(&p) {
+    if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
         Err(AutogradError::InvalidArgument {
             op,
-            msg: format!("drop probability must be in [0, 1), got {p}"),
+            msg: format!("drop probability must be in [0, 1], got {p}"),
         })
     }
 }
@@ -91,9 +92,12 @@ mod tests {
         let zero = Dropout::new(0.0).unwrap();
         assert_eq!(zero.forward(&x, &ctx).unwrap().value(), x.value());
         assert_eq!(drop.forward(&x, &ctx).unwrap().value().to_vec(), v);
-        for bad in [1.0, -0.1, f32::NAN] {
+        for bad in [1.5, -0.1, f32::NAN] {
             let e = Dropout::new(bad).unwrap_err().to_string();
-            assert!(e.contains("Dropout"), "{e}");
+            assert!(e.contains("Dropout") && e.contains("[0, 1]"), "{e}");
         }
+        // p = 1 (accepted, as in PyTorch) drops everything in training.
+        let all = Dropout::new(1.0).unwrap().forward(&x, &ctx).unwrap();
+        assert!(all.value().to_vec().iter().all(|&e| e == 0.0));
     }
 }

@@ -188,7 +188,8 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("Mlp") && e.contains('6'), "{e}");
-        assert!(Mlp::new(4, 6, 3, Activation::Relu, 1.0, 0).is_err());
+        assert!(Mlp::new(4, 6, 3, Activation::Relu, 1.5, 0).is_err());
+        assert!(Mlp::new(4, 6, 3, Activation::Relu, 1.0, 0).is_ok());
     }
 
     /// The fused forward equals the unfused composition `fc2(drop(act(fc1(x))))`

@@ -388,10 +388,10 @@ impl Check<'_> {
         }
     }
 
-    /// Every named probability must be in `[0, 1)`.
+    /// Every named (drop) probability must be in `[0, 1]`.
     pub(crate) fn probs(&self, fields: &[(&str, f32)]) -> Result<()> {
-        match fields.iter().find(|(_, p)| !(0.0..1.0).contains(p)) {
-            Some((k, p)) => Err(self.err(format!("{k} must be in [0, 1), got {p}"))),
+        match fields.iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            Some((k, p)) => Err(self.err(format!("{k} must be in [0, 1], got {p}"))),
             None => Ok(()),
         }
     }

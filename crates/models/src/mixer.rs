@@ -401,7 +401,7 @@ mod tests {
             ),
             (
                 MixerConfig {
-                    drop_path_rate: 1.0,
+                    drop_path_rate: 1.5,
                     ..small()
                 },
                 "drop_path_rate",

@@ -23,16 +23,18 @@ impl Function for Mask {
 }
 
 fn check_p(op: &'static str, p: f32) -> Result<()> {
-    if !(0.0..1.0).contains(&p) {
+    if !(0.0..=1.0).contains(&p) {
         return Err(AutogradError::InvalidArgument {
             op,
-            msg: format!("drop probability must be in [0, 1), got {p}"),
+            msg: format!("drop probability must be in [0, 1], got {p}"),
         });
     }
     Ok(())
 }
 
-/// A mask of `shape` holding `1/keep` with probability `keep`, else 0.
+/// A mask of `shape` holding `1/keep` with probability `keep`, else 0 (all 0
+/// for `keep = 0`: `p = 1` drops everything, and `x·0` keeps a NaN, as in
+/// PyTorch's `dropout` and timm's `drop_path`).
 fn bernoulli_mask(shape: &[usize], keep: f32, rng: &mut Rng) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let scale = 1.0 / keep;
@@ -98,8 +100,26 @@ mod tests {
         let again = x.dropout(0.25, true, &mut Rng::new(3)).unwrap().value();
         assert_eq!(again.to_vec(), v);
         assert_eq!(x.dropout(0.25, false, &mut rng).unwrap().value(), x.value());
-        assert!(x.dropout(1.0, true, &mut rng).is_err());
+        assert!(x.dropout(1.5, true, &mut rng).is_err());
         assert!(x.dropout(-0.1, true, &mut rng).is_err());
+    }
+
+    /// `p = 1` drops everything, as torch's `dropout(p=1)` and timm's
+    /// `drop_path(1.0)` do: zeros (a NaN stays NaN: `x·0`), zero gradient.
+    #[test]
+    fn probability_one_drops_everything() {
+        let x = Var::parameter(Tensor::from_vec(vec![1.0, -2.0, f32::NAN, 4.0], &[2, 2]).unwrap());
+        for y in [
+            x.dropout(1.0, true, &mut Rng::new(1)).unwrap(),
+            x.drop_path(1.0, true, &mut Rng::new(1)).unwrap(),
+        ] {
+            let v = y.value().to_vec();
+            assert_eq!([v[0], v[1], v[3]], [0.0; 3]);
+            assert!(v[2].is_nan());
+            y.sum(&[], false).unwrap().backward().unwrap();
+            assert_eq!(x.grad().unwrap().to_vec(), [0.0; 4]);
+            x.zero_grad();
+        }
     }
 
     #[test]

@@ -303,10 +303,10 @@ pub fn validate(r: &Recipe) -> CliResult<()> {
     if !(r.mixup.is_finite() && r.mixup >= 0.0) {
         return err("mixup", format!("must be ≥ 0, got {}", r.mixup));
     }
-    if !(0.0..1.0).contains(&r.drop_path) {
+    if !(0.0..=1.0).contains(&r.drop_path) {
         return err(
             "drop-path",
-            format!("must be in [0, 1), got {}", r.drop_path),
+            format!("must be in [0, 1], got {}", r.drop_path),
         );
     }
     if r.crop_padding > MAX_CROP_PADDING {
