@@ -272,7 +272,8 @@ impl Tensor {
             return Tensor::from_vec(sums.iter().map(|&v| (v * scale) as f32).collect(), &shape);
         }
         if mean {
-            self.reduce_with(op, axes, keepdim, false, |r| {
+            // Over an empty extent: 0/0 = NaN, as torch's `mean` gives.
+            self.reduce_with(op, axes, keepdim, true, |r| {
                 (sum64(r) / r.len() as f64) as f32
             })
         } else {
@@ -292,7 +293,8 @@ impl Tensor {
 
     /// Variance over `axes` with `correction` (1 = unbiased, 0 = population), two-pass in f64.
     pub fn var(&self, axes: &[usize], correction: usize, keepdim: bool) -> Result<Tensor> {
-        self.reduce_with("var", axes, keepdim, false, |r| {
+        // Over an empty extent, or no more elements than `correction`: NaN, as torch's `var`.
+        self.reduce_with("var", axes, keepdim, true, |r| {
             let n = r.len() as f64;
             let mean = sum64(r) / n;
             let ss: f64 = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
@@ -596,11 +598,16 @@ mod tests {
     fn errors_and_edge_cases() {
         let t = Tensor::zeros(&[2, 0]).unwrap();
         assert_eq!(t.sum(&[1], false).unwrap().to_vec(), vec![0.0, 0.0]);
+        // Mean and variance over an empty extent are NaN (torch's), max an error (torch's).
+        let nan = |r: Result<Tensor>| r.unwrap().to_vec().iter().all(|v| v.is_nan());
+        assert!(nan(t.mean(&[1], false)) && nan(t.var(&[1], 0, false)));
+        assert!(nan(Tensor::zeros(&[0]).unwrap().mean(&[], false)));
+        assert_eq!(t.mean(&[0], false).unwrap().shape(), [0]);
         assert!(
-            t.mean(&[1], false)
+            t.max(&[1], false)
                 .unwrap_err()
                 .to_string()
-                .starts_with("mean:")
+                .starts_with("max:")
         );
         assert!(t.argmax(1, false).is_err());
         let e = Tensor::zeros(&[2]).unwrap().sum(&[1], false).unwrap_err();

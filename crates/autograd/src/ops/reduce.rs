@@ -77,6 +77,12 @@ mod tests {
         assert!(m.requires_grad());
         m.sum(&[0], false).unwrap().backward().unwrap();
         assert_eq!(x.grad().unwrap().shape(), [0, 3]);
+        // Over an empty axis the mean is NaN (torch's), the gradient empty.
+        let x = crate::Var::parameter(Tensor::zeros(&[2, 0]).unwrap());
+        let m = x.mean(&[1], false).unwrap();
+        assert!(m.value().to_vec().iter().all(|v| v.is_nan()));
+        m.sum(&[0], false).unwrap().backward().unwrap();
+        assert_eq!(x.grad().unwrap().shape(), [2, 0]);
     }
 
     #[test]
