@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use allmlp_benches::{MODEL_CASES, ModelCase};
+use allmlp_benches::{MODEL_CASES, ModelCase, per_call_median};
 use allmlp_layers::{Module, infer};
 use allmlp_models::{Model, ModelOptions, create_deploy_model, create_model};
 use allmlp_tensor_core::Tensor;
@@ -55,7 +55,8 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("tensor-core", case.name()), |b| {
             let (model, x) = built.get_or_insert_with(|| setup(case));
             let m: &dyn Module = model.as_ref();
-            b.iter(|| infer(m, x).unwrap())
+            // The per-call median, as the PyTorch side reports (see `per_call_median`).
+            b.iter_custom(|iters| per_call_median(iters, || infer(m, x).unwrap()))
         });
     }
     g.finish();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use allmlp_autograd::Var;
 use allmlp_autograd::ops::{Targets, cross_entropy};
 use allmlp_autograd::optim::{Adam, AdamConfig, Optimizer, param_groups_weight_decay};
-use allmlp_benches::{TRAIN_STEP_CASES, TrainStepCase};
+use allmlp_benches::{TRAIN_STEP_CASES, TrainStepCase, per_call_median};
 use allmlp_layers::{Ctx, named_parameters};
 use allmlp_models::{Model, ModelOptions, create_model};
 use allmlp_tensor_core::Tensor;
@@ -133,9 +133,12 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(case.batch as u64));
         let mut seed = 3;
         g.bench_function(BenchmarkId::new("tensor-core", case.name()), |b| {
-            b.iter(|| {
-                seed += 1;
-                step(&mut s, seed)
+            // The per-call median, as the PyTorch side reports (see `per_call_median`).
+            b.iter_custom(|iters| {
+                per_call_median(iters, || {
+                    seed += 1;
+                    step(&mut s, seed)
+                })
             })
         });
     }

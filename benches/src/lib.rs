@@ -350,3 +350,50 @@ pub const MODEL_CASES: [ModelCase; 16] = [
     rep_case("repmlpnet_t224", true, 8, TorchModel::RepMlpNetRef),
     rep_case("repmlpnet_t224", true, 1, TorchModel::RepMlpNetRef),
 ];
+
+/// Times `iters` calls of `f` one by one and returns `iters` × their median,
+/// for `criterion::Bencher::iter_custom`: criterion's per-iteration figure for
+/// the sample is then the sample's per-call median, the statistic
+/// `tools/bench_torch.py` reports for PyTorch (the median of calls timed one
+/// by one). Plain `iter` gives each sample's mean instead, in which one slow
+/// call (a page fault storm, the VM descheduling a thread) counts where the
+/// PyTorch side's median drops it. Each call's output is dropped inside its
+/// timing, as with `iter`.
+pub fn per_call_median<O>(iters: u64, mut f: impl FnMut() -> O) -> std::time::Duration {
+    let mut times: Vec<std::time::Duration> = (0..iters)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            drop(std::hint::black_box(f()));
+            t.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    match times.len() {
+        0 => std::time::Duration::ZERO,
+        n => times[n / 2] * u32::try_from(iters).unwrap_or(u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod per_call_median_tests {
+    use super::per_call_median;
+    use std::time::Duration;
+
+    /// One slow call among five moves the median, not the mean: the sample's
+    /// figure is the middle call's time, times the call count.
+    #[test]
+    fn a_slow_call_does_not_move_the_median() {
+        let mut call = 0;
+        let total = per_call_median(5, || {
+            call += 1;
+            std::thread::sleep(Duration::from_millis(if call == 3 { 60 } else { 2 }));
+        });
+        let per_call = total / 5;
+        assert!(per_call >= Duration::from_millis(2), "{per_call:?}");
+        assert!(
+            per_call < Duration::from_millis(30),
+            "{per_call:?}: the 60 ms call counted"
+        );
+        assert_eq!(per_call_median(0, || ()), Duration::ZERO);
+    }
+}

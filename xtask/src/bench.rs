@@ -493,7 +493,8 @@ fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
             threads.join(","),
             if opts.timing.quick { " (quick)" } else { "" }
         ),
-        "rates from medians (criterion for Rust, perf_counter for torch): GFLOP/s for gemm and \
+        "rates from medians (criterion for Rust: of sample means, or of each sample's per-call \
+         medians for train_step and models; perf_counter per call for torch): GFLOP/s for gemm and \
          conv, images/s for train_step, autograd and the batch-8 models cases, ms per call for \
          the batch-1 models cases; ratio = tensor-core/torch (for ms: below 1 is faster)"
             .into(),
