@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+mod negative_values;
 
 use allmlp::commands::{self, CliResult, ModelArgs};
 
@@ -133,7 +135,9 @@ fn run(cli: Cli) -> CliResult<String> {
 fn main() -> ExitCode {
     // Reuse freed tensor buffers instead of faulting fresh pages in every op (docs/perf.md).
     allmlp::tensor_core::allocator::keep_freed_memory();
-    let cli = Cli::parse();
+    let args =
+        negative_values::join_negative_values(&Cli::command(), std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
     // A malformed ALLMLP_NUM_THREADS would silently mean "every core"; `--threads` overrides
     // the variable, so it is only checked when no flag was given.
     if cli.command.threads().is_none()
@@ -160,7 +164,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {

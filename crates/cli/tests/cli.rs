@@ -481,3 +481,26 @@ fn the_threads_flag_overrides_a_malformed_environment_variable() {
     assert!(!stderr(&o).contains("ALLMLP_NUM_THREADS"), "{}", stderr(&o));
     assert_fails(&eval(&[]), &["ALLMLP_NUM_THREADS=\"abc\""]);
 }
+
+/// A negative number in exponent or non-finite form (`-1e-3`, `-inf`) reaches its option's
+/// own check, as `-0.001` does, instead of being read as short flags ("unexpected argument
+/// '-1'"); a forgotten value is still clap's "a value is required".
+#[test]
+fn negative_numbers_in_any_form_reach_the_options_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_allmlp"))
+            .arg("train")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert_fails(&train(&["--lr", "-1e-3"]), &["--lr", "positive", "-0.001"]);
+    assert_fails(&train(&["--mixup", "-inf"]), &["--mixup", "finite"]);
+    assert_fails(
+        &train(&["--mixup", "--lr", "0.1"]),
+        &["a value is required", "--mixup"],
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
