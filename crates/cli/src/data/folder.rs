@@ -249,11 +249,16 @@ fn sub_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         .collect())
 }
 
+/// Whether the file name ends in `.png`, `.jpg` or `.jpeg` (any case), as torchvision's
+/// `has_file_allowed_extension` asks: a file named just `.png` counts too, which
+/// `Path::extension` (no extension for a dot file) would miss.
 fn is_image(name: &str) -> bool {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    let lower = name.to_ascii_lowercase();
+    IMAGE_EXTENSIONS.iter().any(|x| {
+        lower
+            .strip_suffix(x)
+            .is_some_and(|stem| stem.ends_with('.'))
+    })
 }
 
 /// The image files under `dir`, ordered by (folder path, file name).

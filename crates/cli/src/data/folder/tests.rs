@@ -330,3 +330,23 @@ fn resize_is_close_to_pil_bilinear() {
         );
     }
 }
+
+/// The image test is torchvision's `has_file_allowed_extension`: the name's
+/// ending, any case, a dot file named just `.png` included.
+#[test]
+fn image_files_are_chosen_by_their_name_ending() {
+    for name in ["a.png", "B.JPG", "c.Jpeg", ".png", "x.tar.png"] {
+        assert!(is_image(name), "{name}");
+    }
+    for name in [
+        "png",
+        "a.gif",
+        "a.png.txt",
+        "apng",
+        "a.jpe",
+        ".DS_Store",
+        "",
+    ] {
+        assert!(!is_image(name), "{name}");
+    }
+}
