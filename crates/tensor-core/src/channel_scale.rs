@@ -37,30 +37,20 @@ use crate::{Result, Tensor, TensorError, threads};
 
 const OP: &str = "scale_shift";
 
-/// Elements per parallel task of the forward (and of `g·s` for wide rows).
+/// Elements per parallel task of the forward.
 const CHUNK: usize = 1 << 14;
 
 /// The row loops, one copy per instruction set so each vectorizes for it.
 macro_rules! kernels {
     ($scale_row:ident, $sums_row:ident $(, $feat:literal)?) => {
-        /// `o = x·s (+ b)` over one row.
+        /// `o = x·s + b` over one row.
         $(#[target_feature(enable = $feat)])?
         #[allow(unused_unsafe)]
-        unsafe fn $scale_row(o: &mut [MaybeUninit<f32>], x: &[f32], s: &[f32], b: Option<&[f32]>) {
+        unsafe fn $scale_row(o: &mut [MaybeUninit<f32>], x: &[f32], s: &[f32], b: &[f32]) {
             let n = o.len();
-            let (x, s) = (&x[..n], &s[..n]);
-            match b {
-                Some(b) => {
-                    let b = &b[..n];
-                    for j in 0..n {
-                        o[j] = MaybeUninit::new(x[j] * s[j] + b[j]);
-                    }
-                }
-                None => {
-                    for j in 0..n {
-                        o[j] = MaybeUninit::new(x[j] * s[j]);
-                    }
-                }
+            let (x, s, b) = (&x[..n], &s[..n], &b[..n]);
+            for j in 0..n {
+                o[j] = MaybeUninit::new(x[j] * s[j] + b[j]);
             }
         }
 
@@ -95,7 +85,7 @@ kernels!(
 #[cfg(target_arch = "x86_64")]
 kernels!(scale_row_avx2, sums_row_avx2, "avx2,fma");
 
-fn scale_row(o: &mut [MaybeUninit<f32>], x: &[f32], s: &[f32], b: Option<&[f32]>) {
+fn scale_row(o: &mut [MaybeUninit<f32>], x: &[f32], s: &[f32], b: &[f32]) {
     match isa() {
         // SAFETY: `isa()` detected AVX-512F and FMA on this CPU.
         #[cfg(target_arch = "x86_64")]
@@ -159,8 +149,8 @@ fn channels(x: &Tensor, s: &Tensor, b: Option<&Tensor>) -> Result<(usize, Vec<us
     Ok((c.unwrap_or(0), shape))
 }
 
-/// `o = x·s (+ b)` row by row over `x`'s `c`-long rows, in parallel tasks of whole rows.
-fn scale_rows(x: &[f32], s: &[f32], b: Option<&[f32]>, c: usize) -> Vec<f32> {
+/// `o = x·s + b` row by row over `x`'s `c`-long rows, in parallel tasks of whole rows.
+fn scale_rows(x: &[f32], s: &[f32], b: &[f32], c: usize) -> Vec<f32> {
     let fill = |out: &mut [MaybeUninit<f32>]| {
         let rows = |(o, x): (&mut [MaybeUninit<f32>], &[f32])| {
             for (o, x) in o.chunks_mut(c).zip(x.chunks(c)) {
@@ -185,21 +175,20 @@ fn scale_rows(x: &[f32], s: &[f32], b: Option<&[f32]>, c: usize) -> Vec<f32> {
 
 /// `x·s + b` (or `x·s` without a shift) with `s`, `b` of shape `[c]`
 /// broadcast over the leading dimensions of `x [.., c]`: the same bits as
-/// `x.mul(s)?.add(b)`, in one pass.
+/// `x.mul(s)?.add(b)`, in one pass (without a shift, that multiplication).
 pub fn scale_shift(x: &Tensor, scale: &Tensor, shift: Option<&Tensor>) -> Result<Tensor> {
     let (c, shape) = channels(x, scale, shift)?;
-    let (x, s, b) = (
-        x.contiguous(),
-        scale.contiguous(),
-        shift.map(Tensor::contiguous),
-    );
+    let Some(shift) = shift else {
+        return x.contiguous().mul(&scale.contiguous());
+    };
+    let (x, s, b) = (x.contiguous(), scale.contiguous(), shift.contiguous());
     let xs = x.as_slice().expect("contiguous");
     if xs.is_empty() {
         return Tensor::from_vec(Vec::new(), &shape);
     }
     let (ss, bs) = (
         s.as_slice().expect("contiguous"),
-        b.as_ref().map(|b| b.as_slice().expect("contiguous")),
+        b.as_slice().expect("contiguous"),
     );
     Tensor::from_vec(scale_rows(xs, ss, bs, c), &shape)
 }
@@ -308,13 +297,11 @@ pub fn scale_shift_backward(
         g.as_slice().expect("contiguous"),
         x.as_slice().expect("contiguous"),
     );
-    let ss = s.as_slice().expect("contiguous");
     let dx = if !needs[0] {
         None
-    } else if gs.is_empty() {
-        Some(Tensor::from_vec(Vec::new(), x.shape())?)
     } else {
-        Some(Tensor::from_vec(scale_rows(gs, ss, None, c), x.shape())?)
+        // `g·s`: the broadcast multiplication's row loop, in `x`'s shape.
+        Some(g.mul(&s)?.reshape(x.shape())?)
     };
     let (ds, db) = if c == 0 || !(needs[1] || needs[2]) {
         (vec![0f64; c], vec![0f64; c])

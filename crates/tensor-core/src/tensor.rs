@@ -273,7 +273,7 @@ impl Tensor {
 
     /// True when every element is finite.
     pub fn all_finite(&self) -> bool {
-        self.data.iter().all(|v| v.is_finite())
+        self.first_non_finite().is_none()
     }
 
     /// The first NaN or infinity in row-major order, as (flat index, value); `None` when every
