@@ -314,8 +314,8 @@ fn batched_matches_reference() {
 }
 
 /// Bitwise equality of 1-, 2- and 3-thread runs, for row splits, column
-/// splits (m small), column parts over all of k (few row blocks, several k
-/// blocks: the first two shapes) and the batched path.
+/// splits (m small), column parts over all of k (few row blocks and several
+/// k blocks, or too few row blocks for the threads) and the batched path.
 #[test]
 fn thread_count_does_not_change_bits() {
     let mut rng = Rng::new(4);
@@ -323,7 +323,8 @@ fn thread_count_does_not_change_bits() {
         (300, 600, 200, false),
         (128, 1300, 130, true), // one part per thread, by columns
         (250, 1100, 40, true),  // ... by rows
-        (20, 300, 900, true),
+        (20, 300, 900, true),   // one k block, one row block: by columns
+        (256, 196, 512, false), // ... three row blocks (token mixing at batch 1)
         (257, 49, 64, false),
     ];
     for (m, k, n, tb) in shapes {

@@ -8,9 +8,11 @@
 //!    into `NR`-column panels, once, shared by all threads (who pack its
 //!    panels in parallel);
 //! 3. `ic`: rows in blocks of `MC`, the unit of parallel work (with the
-//!    column panels also cut when there are too few row blocks); each task
-//!    packs its `mc × kc` block of A into `MR`-row panels in a per-thread
-//!    buffer (kept in L2), or reads a row-major A in place when B is narrow;
+//!    column panels also cut when there are few row blocks, or one row or
+//!    column range per thread when every row block would be cut into a
+//!    column part per thread); each task packs its `mc × kc` block of A
+//!    into `MR`-row panels in a per-thread buffer (kept in L2), or reads a
+//!    row-major A in place when B is narrow;
 //! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
 //!
 //! The first k block applies the caller's β, later ones accumulate (β = 1).
@@ -389,7 +391,9 @@ impl Job {
 
     /// The product split into tasks of `MC` rows (and, when those are too
     /// few to keep `threads` busy, of column panels), scheduled by rayon; or,
-    /// for few row blocks and a long k (a weight gradient `Xᵀ·dY`), into one
+    /// for few row blocks and a long k (a weight gradient `Xᵀ·dY`) or so
+    /// few that each would be cut into a column part per thread (a layer at
+    /// batch 1), into one
     /// row or column range per thread ([`Job::run_parts`]).
     ///
     /// # Safety
@@ -410,6 +414,23 @@ impl Job {
             if by_rows || (n >= threads * NR && !packed) {
                 // SAFETY: forwarded contract.
                 return unsafe { self.run_parts(threads, by_rows) };
+            }
+        }
+        // Row blocks so few that the tasks below would cut each one into a
+        // column part per thread (`col_parts ≥ threads`), so pack every A
+        // block once per thread anyway: one column range per thread packs
+        // no more A, packs its own B panels without waiting for the others,
+        // and divides the tiles evenly (three blocks of 98, 98 and 60 rows
+        // in two column halves are tasks of unequal size). With B packed in
+        // advance, one row range per thread packs each A block only once.
+        if (2 * threads).div_ceil(row_blocks) >= threads {
+            if self.prepacked.is_null() && n >= threads * NR {
+                // SAFETY: forwarded contract.
+                return unsafe { self.run_parts(threads, false) };
+            }
+            if !self.prepacked.is_null() && m.div_ceil(MR) >= threads {
+                // SAFETY: forwarded contract.
+                return unsafe { self.run_parts(threads, true) };
             }
         }
         let (acap, bcap) = self.caps();
