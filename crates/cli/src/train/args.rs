@@ -51,7 +51,7 @@ pub struct TrainArgs {
     /// the warm-up) [default: cosine].
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
-    /// Label smoothing of the training loss [default: 0.1].
+    /// Label smoothing of the training loss, in [0, 1] as in PyTorch [default: 0.1].
     #[arg(long, value_name = "EPS", value_parser = finite::<f32>, allow_negative_numbers = true)]
     pub label_smoothing: Option<f32>,
     /// Mixup alpha; > 0 turns on mixup alternating with CutMix (alpha 1) [default: 0].
@@ -294,10 +294,10 @@ pub fn validate(r: &Recipe) -> CliResult<()> {
             format!("must be ≥ 0, got {}", r.weight_decay),
         );
     }
-    if !(0.0..1.0).contains(&r.label_smoothing) {
+    if !(0.0..=1.0).contains(&r.label_smoothing) {
         return err(
             "label-smoothing",
-            format!("must be in [0, 1), got {}", r.label_smoothing),
+            format!("must be in [0, 1], got {}", r.label_smoothing),
         );
     }
     if !(r.mixup.is_finite() && r.mixup >= 0.0) {
@@ -427,7 +427,9 @@ mod tests {
         r.lr = f64::NAN;
         assert!(validate(&r).unwrap_err().0.starts_with("--lr"));
         r.lr = 1e-3;
-        r.label_smoothing = 1.0;
+        r.label_smoothing = 1.0; // torch's CrossEntropyLoss takes [0, 1]
+        assert!(validate(&r).is_ok());
+        r.label_smoothing = 1.5;
         assert!(validate(&r).unwrap_err().0.starts_with("--label-smoothing"));
         r.label_smoothing = 0.1;
         r.batch_size = 0;
