@@ -38,7 +38,7 @@ use std::path::Path;
 
 use allmlp_layers::checkpoint::{load_state_dict, state_dict};
 use allmlp_layers::state_dict::{StateDict, Strictness, resmlp_authors_to_timm};
-use allmlp_models::{Family, Model, ModelOptions, create_deploy_model, create_model, entries};
+use allmlp_models::{Family, Model, ModelOptions, create_deploy_model, create_model};
 use serde_json::{Value, json};
 
 use crate::commands::{
@@ -220,10 +220,7 @@ pub fn check_output_differs(output: &Path, inputs: &[(&str, &Path)]) -> CliResul
 }
 
 fn family(name: &str) -> Option<Family> {
-    entries()
-        .into_iter()
-        .find(|e| e.name == name)
-        .map(|e| e.family)
+    allmlp_models::entry(name).ok().map(|e| e.family)
 }
 
 /// Whether `sd` holds every parameter and buffer name of `net`.

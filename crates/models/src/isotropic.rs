@@ -190,13 +190,14 @@ impl<C: IsotropicConfig> Model for IsotropicNet<C> {
 }
 
 /// A registry entry for `$name` (a function returning the family's configuration)
-/// that builds an [`IsotropicNet`].
+/// that builds an [`IsotropicNet`], whose reference checkpoints expect `$norm`.
 macro_rules! entry {
-    ($family:expr, $name:ident, $desc:expr) => {
+    ($family:expr, $name:ident, $desc:expr, $norm:expr) => {
         $crate::registry::Entry {
             name: stringify!($name),
             family: $family,
             description: $desc,
+            input_norm: $norm,
             build: |o: &$crate::registry::ModelOptions| {
                 let cfg = $name().with_options(o);
                 let net = $crate::isotropic::IsotropicNet::new(stringify!($name), &cfg, o.seed)?;

@@ -44,6 +44,31 @@ pub enum Family {
     RepMlpNet,
 }
 
+/// The pixel normalization a model's reference checkpoints were trained with: per-channel
+/// mean and std of RGB pixels scaled to 0..1, as timm's `pretrained_cfg` records them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputNorm {
+    /// Mean of each of R, G, B.
+    pub mean: [f32; 3],
+    /// Standard deviation of each of R, G, B.
+    pub std: [f32; 3],
+}
+
+impl InputNorm {
+    /// ImageNet's statistics (timm's `IMAGENET_DEFAULT_MEAN`/`STD`): ResMLP (trained with the
+    /// DeiT recipe), RepMLP and RepMLPNet.
+    pub const IMAGENET: InputNorm = InputNorm {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    /// Pixels mapped to [-1, 1] (mean = std = 0.5): the JAX MLP-Mixer checkpoints, and timm's
+    /// `mixer_*` weights converted from them.
+    pub const SIGNED: InputNorm = InputNorm {
+        mean: [0.5; 3],
+        std: [0.5; 3],
+    };
+}
+
 /// One registry entry.
 #[derive(Clone, Copy)]
 pub struct Entry {
@@ -53,6 +78,9 @@ pub struct Entry {
     pub family: Family,
     /// One line for `allmlp models`.
     pub description: &'static str,
+    /// The normalization its reference (ImageNet) checkpoints expect; `None` for the models
+    /// without one (the small ones, whose normalization comes from the data they are trained on).
+    pub input_norm: Option<InputNorm>,
     /// Builds the training-time model.
     pub build: fn(&ModelOptions) -> Result<Box<dyn Model>>,
 }
@@ -74,16 +102,21 @@ pub fn model_names() -> Vec<&'static str> {
     entries().iter().map(|e| e.name).collect()
 }
 
-/// Builds the model registered as `name` with `opts` applied.
-pub fn create_model(name: &str, opts: &ModelOptions) -> Result<Box<dyn Model>> {
+/// The entry registered as `name`.
+pub fn entry(name: &str) -> Result<Entry> {
     let all = entries();
-    match all.iter().find(|e| e.name == name) {
-        Some(e) => (e.build)(opts),
-        None => Err(ModelError::UnknownModel {
+    all.iter()
+        .find(|e| e.name == name)
+        .copied()
+        .ok_or_else(|| ModelError::UnknownModel {
             name: name.to_string(),
             known: all.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
-        }),
-    }
+        })
+}
+
+/// Builds the model registered as `name` with `opts` applied.
+pub fn create_model(name: &str, opts: &ModelOptions) -> Result<Box<dyn Model>> {
+    (entry(name)?.build)(opts)
 }
 
 #[cfg(test)]
@@ -96,5 +129,28 @@ mod tests {
             .err()
             .expect("unknown");
         assert!(e.to_string().starts_with("unknown model `mixer_zz`"), "{e}");
+    }
+
+    /// timm's `pretrained_cfg` (timm 1.0.31): `mean`/`std` of `mixer_*` (0.5) and
+    /// `resmlp_*` (ImageNet); RepMLP's authors normalise with timm's ImageNet constants.
+    #[test]
+    fn reference_normalizations_are_timms() {
+        let norm = |name: &str| entry(name).unwrap().input_norm;
+        for name in ["mixer_s16_224", "mixer_b16_224", "mixer_h14_224"] {
+            assert_eq!(norm(name), Some(InputNorm::SIGNED), "{name}");
+        }
+        for name in [
+            "resmlp_12_224",
+            "resmlp_big_24_224",
+            "repmlpnet_t224",
+            "repmlpnet_l256",
+            "repmlp_res50_light_224",
+        ] {
+            assert_eq!(norm(name), Some(InputNorm::IMAGENET), "{name}");
+        }
+        for name in ["mixer_tiny", "resmlp_tiny", "repmlp_tiny", "repmlp_pure"] {
+            assert_eq!(norm(name), None, "{name}");
+        }
+        assert_eq!(InputNorm::IMAGENET.std, [0.229, 0.224, 0.225]);
     }
 }

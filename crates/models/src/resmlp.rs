@@ -37,7 +37,7 @@ use crate::isotropic::{
     Check, Common, IsotropicConfig, IsotropicNet, ResidualBranches, entry, field,
     shared_config_methods, xavier_linear,
 };
-use crate::registry::{Entry, Family};
+use crate::registry::{Entry, Family, InputNorm};
 use crate::token_mixing::token_linear;
 
 /// One configuration struct builds every ResMLP size.
@@ -294,27 +294,32 @@ pub fn entries() -> Vec<Entry> {
         entry!(
             Family::ResMlp,
             resmlp_12_224,
-            "ResMLP-12, 224×224, C 384, P 16 (15.35M)"
+            "ResMLP-12, 224×224, C 384, P 16 (15.35M)",
+            Some(InputNorm::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_24_224,
-            "ResMLP-24, 224×224, C 384, P 16 (30.02M)"
+            "ResMLP-24, 224×224, C 384, P 16 (30.02M)",
+            Some(InputNorm::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_36_224,
-            "ResMLP-36, 224×224, C 384, P 16 (44.69M)"
+            "ResMLP-36, 224×224, C 384, P 16 (44.69M)",
+            Some(InputNorm::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_big_24_224,
-            "ResMLP-B24/8, 224×224, C 768, P 8 (129.14M)"
+            "ResMLP-B24/8, 224×224, C 768, P 8 (129.14M)",
+            Some(InputNorm::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_tiny,
-            "small ResMLP for 28×28/32×32: P 4, C 128, depth 8, hidden 512, LayerScale 0.1"
+            "small ResMLP for 28×28/32×32: P 4, C 128, depth 8, hidden 512, LayerScale 0.1",
+            None
         ),
     ]
 }

@@ -21,7 +21,10 @@ const BATCH: usize = 64;
 pub struct PredictArgs {
     /// Trained checkpoint (safetensors with `model` and `config` metadata, as `allmlp train`
     /// writes). Its `classes` metadata names the classes (else "class i") and its
-    /// `normalization` metadata normalises the pixels (else they are only scaled to 0..1).
+    /// `normalization` metadata normalises the pixels; without it, RGB input gets the
+    /// normalization of the model's reference checkpoints (timm's: ImageNet's mean and std for
+    /// ResMLP and the RepMLPs, mean = std = 0.5 for MLP-Mixer), other input is only scaled to
+    /// 0..1.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
     /// Registered model name; needed only when the weights carry no `model` metadata (e.g.
@@ -96,6 +99,33 @@ pub fn predict(
     Ok(out)
 }
 
+/// The normalization of a checkpoint without metadata, and a note saying which it is: that
+/// of the model's reference checkpoints (timm's `pretrained_cfg`: ImageNet's statistics for
+/// ResMLP and the RepMLPs, [-1, 1] for the JAX Mixer weights) when it takes RGB input, else
+/// pixels only scaled to 0..1.
+fn default_normalization(model: &str, channels: usize) -> (Normalization, String) {
+    let reference = allmlp_models::entry(model)
+        .ok()
+        .and_then(|e| e.input_norm)
+        .filter(|_| channels == 3);
+    match reference {
+        Some(r) => (
+            Normalization {
+                mean: r.mean.to_vec(),
+                std: r.std.to_vec(),
+            },
+            format!(
+                "no normalization metadata: {model}'s reference normalization (mean {:?}, std {:?})",
+                r.mean, r.std
+            ),
+        ),
+        None => (
+            Normalization::identity(channels),
+            "no normalization metadata: pixels only scaled to 0..1".to_string(),
+        ),
+    }
+}
+
 /// `predict`: decodes every image (failing on the first bad file, named), runs the model and
 /// lists the top-K classes of each.
 pub fn run(args: &PredictArgs) -> CliResult<String> {
@@ -112,11 +142,11 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
         .map(|p| load_image_file(p, input).map_err(|e| CliError(e.to_string())))
         .collect::<CliResult<_>>()?;
     let (norm, norm_note) = match &meta {
-        Some(m) => (m.normalization.clone(), "normalization from the checkpoint"),
-        None => (
-            Normalization::identity(input[0]),
-            "no normalization metadata: pixels only scaled to 0..1",
+        Some(m) => (
+            m.normalization.clone(),
+            "normalization from the checkpoint".to_string(),
         ),
+        None => default_normalization(&name, input[0]),
     };
     let probs = predict(&*net, &norm, &images)?;
     let k = net.num_classes();
@@ -165,5 +195,25 @@ mod tests {
         let t = top_k(&p, 3);
         assert_eq!(t.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3, 2]);
         assert_eq!(top_k(&p, 9).len(), 4);
+    }
+
+    /// Without metadata: timm's `pretrained_cfg` mean/std for RGB models with reference
+    /// checkpoints; 0..1 for the small models and for other channel counts.
+    #[test]
+    fn checkpoints_without_metadata_get_the_reference_normalization() {
+        let (n, note) = default_normalization("resmlp_12_224", 3);
+        assert_eq!(n.mean, [0.485, 0.456, 0.406]);
+        assert_eq!(n.std, [0.229, 0.224, 0.225]);
+        assert!(
+            note.contains("resmlp_12_224's reference normalization"),
+            "{note}"
+        );
+        let (n, _) = default_normalization("mixer_b16_224", 3);
+        assert_eq!((n.mean, n.std), (vec![0.5; 3], vec![0.5; 3]));
+        for (model, channels) in [("mixer_b16_224", 1), ("mixer_tiny", 3), ("resmlp_tiny", 1)] {
+            let (n, note) = default_normalization(model, channels);
+            assert_eq!(n, Normalization::identity(channels), "{model}");
+            assert!(note.ends_with("pixels only scaled to 0..1"), "{note}");
+        }
     }
 }

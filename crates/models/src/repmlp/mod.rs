@@ -29,7 +29,7 @@ use allmlp_layers::autograd::AutogradError;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 
 use crate::error::ModelError;
-use crate::registry::{Entry, Family, ModelOptions};
+use crate::registry::{Entry, Family, InputNorm, ModelOptions};
 
 /// The registry options a RepMLP model accepts (after [`Opts::check`]).
 pub(crate) struct Opts {
@@ -130,10 +130,11 @@ fn tiny(o: &ModelOptions) -> Result<Box<dyn crate::Model>, ModelError> {
 
 /// The RepMLP (v1) registry entries.
 pub(crate) fn entries() -> Vec<Entry> {
-    let e = |name, description, build| Entry {
+    let e = |name, description, build, input_norm| Entry {
         name,
         family: Family::RepMlp,
         description,
+        input_norm,
         build,
     };
     vec![
@@ -141,21 +142,25 @@ pub(crate) fn entries() -> Vec<Entry> {
             "repmlp_res50_light_224",
             "RepMLP-Res50 Light (ImageNet 224; RepMLP in stride-1 blocks of stages 2-3, g=4)",
             res50_light,
+            Some(InputNorm::IMAGENET),
         ),
         e(
             "repmlp_res50_bottleneck_224",
             "RepMLP-Res50 Bottleneck (ImageNet 224; RepMLP in stride-1 blocks of stages 2-3, g=8)",
             res50_bottleneck,
+            Some(InputNorm::IMAGENET),
         ),
         e(
             "repmlp_pure",
             "pure-MLP RepMLP for CIFAR 3x32x32 (stages 16/32/64, 8x8 partitions, k=1,3,5,7)",
             pure,
+            None,
         ),
         e(
             "repmlp_tiny",
             "small pure-MLP RepMLP for Fashion-MNIST 1x28x28 (16/32/64, 7x7 partitions, g=4)",
             tiny,
+            None,
         ),
     ]
 }
