@@ -197,7 +197,7 @@ macro_rules! entry {
             name: stringify!($name),
             family: $family,
             description: $desc,
-            input_norm: $norm,
+            eval_transform: $norm,
             build: |o: &$crate::registry::ModelOptions| {
                 let cfg = $name().with_options(o);
                 let net = $crate::isotropic::IsotropicNet::new(stringify!($name), &cfg, o.seed)?;

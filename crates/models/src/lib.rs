@@ -22,7 +22,7 @@ pub use isotropic::{IsotropicConfig, IsotropicNet, ResidualBranches};
 pub use mixer::{Mixer, MixerBlock, MixerConfig};
 pub use model::Model;
 pub use registry::{
-    Entry, Family, InputNorm, ModelOptions, create_model, entries, entry, model_names,
+    Entry, EvalTransform, Family, ModelOptions, create_model, entries, entry, model_names,
 };
 pub use repmlp::{
     RepMlpBlock, RepMlpBlockConfig, RepMlpPure, RepMlpPureConfig, RepMlpResNet, RepMlpResNetConfig,

@@ -34,7 +34,7 @@ use crate::isotropic::{
     Check, Common, IsotropicConfig, IsotropicNet, ResidualBranches, entry, field,
     shared_config_methods, xavier_linear,
 };
-use crate::registry::{Entry, Family, InputNorm};
+use crate::registry::{Entry, EvalTransform, Family};
 use crate::token_mixing::token_mlp;
 
 /// One configuration struct builds every Mixer size.
@@ -284,43 +284,43 @@ pub fn entries() -> Vec<Entry> {
             Family::Mixer,
             mixer_s32_224,
             "MLP-Mixer S/32, 224×224, C 512, depth 8 (19.10M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_s16_224,
             "MLP-Mixer S/16, 224×224, C 512, depth 8 (18.53M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_b32_224,
             "MLP-Mixer B/32, 224×224, C 768, depth 12 (60.29M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_b16_224,
             "MLP-Mixer B/16, 224×224, C 768, depth 12 (59.88M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_l32_224,
             "MLP-Mixer L/32, 224×224, C 1024, depth 24 (206.94M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_l16_224,
             "MLP-Mixer L/16, 224×224, C 1024, depth 24 (208.20M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,
             mixer_h14_224,
             "MLP-Mixer H/14 (paper), 224×224, C 1280, depth 32 (431M)",
-            Some(InputNorm::SIGNED)
+            Some(EvalTransform::SIGNED)
         ),
         entry!(
             Family::Mixer,

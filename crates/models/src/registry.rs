@@ -44,28 +44,34 @@ pub enum Family {
     RepMlpNet,
 }
 
-/// The pixel normalization a model's reference checkpoints were trained with: per-channel
-/// mean and std of RGB pixels scaled to 0..1, as timm's `pretrained_cfg` records them.
+/// How a model's reference checkpoints expect an image, as timm's `pretrained_cfg` records
+/// it (and timm's `create_transform` applies at evaluation): resized with a bicubic filter so
+/// that its shorter side is `⌊size / crop_pct⌋`, the centre `size × size` cut, and the RGB
+/// pixels, scaled to 0..1, normalised with `mean` and `std`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InputNorm {
+pub struct EvalTransform {
     /// Mean of each of R, G, B.
     pub mean: [f32; 3],
     /// Standard deviation of each of R, G, B.
     pub std: [f32; 3],
+    /// The centre crop's share of the resized image's side.
+    pub crop_pct: f32,
 }
 
-impl InputNorm {
-    /// ImageNet's statistics (timm's `IMAGENET_DEFAULT_MEAN`/`STD`): ResMLP (trained with the
-    /// DeiT recipe), RepMLP and RepMLPNet.
-    pub const IMAGENET: InputNorm = InputNorm {
+impl EvalTransform {
+    /// ImageNet's statistics (timm's `IMAGENET_DEFAULT_MEAN`/`STD`), crop 0.875 (224 of 256):
+    /// ResMLP (trained with the DeiT recipe), RepMLP and RepMLPNet.
+    pub const IMAGENET: EvalTransform = EvalTransform {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        crop_pct: 0.875,
     };
-    /// Pixels mapped to [-1, 1] (mean = std = 0.5): the JAX MLP-Mixer checkpoints, and timm's
-    /// `mixer_*` weights converted from them.
-    pub const SIGNED: InputNorm = InputNorm {
+    /// Pixels mapped to [-1, 1] (mean = std = 0.5), crop 0.875: the JAX MLP-Mixer
+    /// checkpoints, and timm's `mixer_*` weights converted from them.
+    pub const SIGNED: EvalTransform = EvalTransform {
         mean: [0.5; 3],
         std: [0.5; 3],
+        crop_pct: 0.875,
     };
 }
 
@@ -78,9 +84,9 @@ pub struct Entry {
     pub family: Family,
     /// One line for `allmlp models`.
     pub description: &'static str,
-    /// The normalization its reference (ImageNet) checkpoints expect; `None` for the models
-    /// without one (the small ones, whose normalization comes from the data they are trained on).
-    pub input_norm: Option<InputNorm>,
+    /// How its reference (ImageNet) checkpoints expect an image; `None` for the models without
+    /// one (the small ones, whose normalization comes from the data they are trained on).
+    pub eval_transform: Option<EvalTransform>,
     /// Builds the training-time model.
     pub build: fn(&ModelOptions) -> Result<Box<dyn Model>>,
 }
@@ -132,12 +138,13 @@ mod tests {
     }
 
     /// timm's `pretrained_cfg` (timm 1.0.31): `mean`/`std` of `mixer_*` (0.5) and
-    /// `resmlp_*` (ImageNet); RepMLP's authors normalise with timm's ImageNet constants.
+    /// `resmlp_*` (ImageNet), `crop_pct` 0.875 for both; RepMLP's authors normalise with
+    /// timm's ImageNet constants and crop 224 of 256.
     #[test]
     fn reference_normalizations_are_timms() {
-        let norm = |name: &str| entry(name).unwrap().input_norm;
+        let norm = |name: &str| entry(name).unwrap().eval_transform;
         for name in ["mixer_s16_224", "mixer_b16_224", "mixer_h14_224"] {
-            assert_eq!(norm(name), Some(InputNorm::SIGNED), "{name}");
+            assert_eq!(norm(name), Some(EvalTransform::SIGNED), "{name}");
         }
         for name in [
             "resmlp_12_224",
@@ -146,11 +153,12 @@ mod tests {
             "repmlpnet_l256",
             "repmlp_res50_light_224",
         ] {
-            assert_eq!(norm(name), Some(InputNorm::IMAGENET), "{name}");
+            assert_eq!(norm(name), Some(EvalTransform::IMAGENET), "{name}");
         }
         for name in ["mixer_tiny", "resmlp_tiny", "repmlp_tiny", "repmlp_pure"] {
             assert_eq!(norm(name), None, "{name}");
         }
-        assert_eq!(InputNorm::IMAGENET.std, [0.229, 0.224, 0.225]);
+        assert_eq!(EvalTransform::IMAGENET.std, [0.229, 0.224, 0.225]);
+        assert_eq!(EvalTransform::SIGNED.crop_pct, 0.875);
     }
 }

@@ -37,7 +37,7 @@ use crate::isotropic::{
     Check, Common, IsotropicConfig, IsotropicNet, ResidualBranches, entry, field,
     shared_config_methods, xavier_linear,
 };
-use crate::registry::{Entry, Family, InputNorm};
+use crate::registry::{Entry, EvalTransform, Family};
 use crate::token_mixing::token_linear;
 
 /// One configuration struct builds every ResMLP size.
@@ -295,25 +295,25 @@ pub fn entries() -> Vec<Entry> {
             Family::ResMlp,
             resmlp_12_224,
             "ResMLP-12, 224×224, C 384, P 16 (15.35M)",
-            Some(InputNorm::IMAGENET)
+            Some(EvalTransform::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_24_224,
             "ResMLP-24, 224×224, C 384, P 16 (30.02M)",
-            Some(InputNorm::IMAGENET)
+            Some(EvalTransform::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_36_224,
             "ResMLP-36, 224×224, C 384, P 16 (44.69M)",
-            Some(InputNorm::IMAGENET)
+            Some(EvalTransform::IMAGENET)
         ),
         entry!(
             Family::ResMlp,
             resmlp_big_24_224,
             "ResMLP-B24/8, 224×224, C 768, P 8 (129.14M)",
-            Some(InputNorm::IMAGENET)
+            Some(EvalTransform::IMAGENET)
         ),
         entry!(
             Family::ResMlp,

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{CliError, CliResult};
 use crate::checkpoint::{LoadedModel, load_model};
-use crate::data::{Dataset, Normalization, load_image_file};
+use crate::data::{Dataset, Fit, Normalization, load_image_file};
 
 /// Default `--top`.
 pub const DEFAULT_TOP: usize = 5;
@@ -21,10 +21,10 @@ const BATCH: usize = 64;
 pub struct PredictArgs {
     /// Trained checkpoint (safetensors with `model` and `config` metadata, as `allmlp train`
     /// writes). Its `classes` metadata names the classes (else "class i") and its
-    /// `normalization` metadata normalises the pixels; without it, RGB input gets the
-    /// normalization of the model's reference checkpoints (timm's: ImageNet's mean and std for
-    /// ResMLP and the RepMLPs, mean = std = 0.5 for MLP-Mixer), other input is only scaled to
-    /// 0..1.
+    /// `normalization` metadata normalises the pixels; without it, RGB images are prepared as
+    /// timm evaluates the model's reference checkpoints (bicubic resize to size / 0.875, centre
+    /// crop, ImageNet's mean and std for ResMLP and the RepMLPs, 0.5 for MLP-Mixer), others
+    /// only scaled to 0..1.
     #[arg(long, value_name = "W.safetensors")]
     pub weights: PathBuf,
     /// Registered model name; needed only when the weights carry no `model` metadata (e.g.
@@ -99,14 +99,14 @@ pub fn predict(
     Ok(out)
 }
 
-/// The normalization of a checkpoint without metadata, and a note saying which it is: that
-/// of the model's reference checkpoints (timm's `pretrained_cfg`: ImageNet's statistics for
-/// ResMLP and the RepMLPs, [-1, 1] for the JAX Mixer weights) when it takes RGB input, else
-/// pixels only scaled to 0..1.
-fn default_normalization(model: &str, channels: usize) -> (Normalization, String) {
+/// How images are prepared for a checkpoint without metadata, and a note saying so: as
+/// timm evaluates the model's reference checkpoints (`pretrained_cfg`: bicubic resize and
+/// crop 0.875, ImageNet's mean and std for ResMLP and the RepMLPs, 0.5 for the JAX Mixer
+/// weights) when it takes RGB input, else resized to cover the input and only scaled to 0..1.
+fn without_metadata(model: &str, channels: usize) -> (Normalization, Fit, String) {
     let reference = allmlp_models::entry(model)
         .ok()
-        .and_then(|e| e.input_norm)
+        .and_then(|e| e.eval_transform)
         .filter(|_| channels == 3);
     match reference {
         Some(r) => (
@@ -114,13 +114,16 @@ fn default_normalization(model: &str, channels: usize) -> (Normalization, String
                 mean: r.mean.to_vec(),
                 std: r.std.to_vec(),
             },
+            Fit::timm(r.crop_pct),
             format!(
-                "no normalization metadata: {model}'s reference normalization (mean {:?}, std {:?})",
-                r.mean, r.std
+                "no normalization metadata: {model}'s reference transform (bicubic, crop {}, \
+                 mean {:?}, std {:?})",
+                r.crop_pct, r.mean, r.std
             ),
         ),
         None => (
             Normalization::identity(channels),
+            Fit::COVER,
             "no normalization metadata: pixels only scaled to 0..1".to_string(),
         ),
     }
@@ -136,18 +139,19 @@ pub fn run(args: &PredictArgs) -> CliResult<String> {
     let LoadedModel { name, net, meta } =
         load_model(&args.weights, args.model.as_deref(), &Default::default())?;
     let input = net.input_shape();
+    let (norm, fit, norm_note) = match &meta {
+        Some(m) => (
+            m.normalization.clone(),
+            Fit::COVER,
+            "normalization from the checkpoint".to_string(),
+        ),
+        None => without_metadata(&name, input[0]),
+    };
     let images: Vec<Vec<u8>> = args
         .images
         .iter()
-        .map(|p| load_image_file(p, input).map_err(|e| CliError(e.to_string())))
+        .map(|p| load_image_file(p, input, fit).map_err(|e| CliError(e.to_string())))
         .collect::<CliResult<_>>()?;
-    let (norm, norm_note) = match &meta {
-        Some(m) => (
-            m.normalization.clone(),
-            "normalization from the checkpoint".to_string(),
-        ),
-        None => default_normalization(&name, input[0]),
-    };
     let probs = predict(&*net, &norm, &images)?;
     let k = net.num_classes();
     let class = |i: usize| {
@@ -200,19 +204,22 @@ mod tests {
     /// Without metadata: timm's `pretrained_cfg` mean/std for RGB models with reference
     /// checkpoints; 0..1 for the small models and for other channel counts.
     #[test]
-    fn checkpoints_without_metadata_get_the_reference_normalization() {
-        let (n, note) = default_normalization("resmlp_12_224", 3);
+    fn checkpoints_without_metadata_get_the_reference_transform() {
+        let (n, fit, note) = without_metadata("resmlp_12_224", 3);
         assert_eq!(n.mean, [0.485, 0.456, 0.406]);
         assert_eq!(n.std, [0.229, 0.224, 0.225]);
+        assert_eq!(fit, Fit::timm(0.875));
         assert!(
-            note.contains("resmlp_12_224's reference normalization"),
+            note.contains("resmlp_12_224's reference transform"),
             "{note}"
         );
-        let (n, _) = default_normalization("mixer_b16_224", 3);
+        let (n, fit, _) = without_metadata("mixer_b16_224", 3);
         assert_eq!((n.mean, n.std), (vec![0.5; 3], vec![0.5; 3]));
+        assert!(fit.bicubic && fit.crop_pct == 0.875);
         for (model, channels) in [("mixer_b16_224", 1), ("mixer_tiny", 3), ("resmlp_tiny", 1)] {
-            let (n, note) = default_normalization(model, channels);
+            let (n, fit, note) = without_metadata(model, channels);
             assert_eq!(n, Normalization::identity(channels), "{model}");
+            assert_eq!(fit, Fit::COVER);
             assert!(note.ends_with("pixels only scaled to 0..1"), "{note}");
         }
     }

@@ -17,6 +17,9 @@
 //!   the centre `H × W` is cut (`top = round((h − H)/2)`, ties to even, as torchvision's
 //!   `CenterCrop`). For a square input this is torchvision's `Resize(H)` + `CenterCrop(H)`
 //!   (short side to `H`). An image that already covers `H × W` at scale 1 is only cropped.
+//!   `allmlp predict` on a checkpoint without metadata of a model with reference weights
+//!   prepares the image as timm evaluates them ([`Fit::timm`]): bicubic, to cover
+//!   `⌊H / crop_pct⌋ × ⌊W / crop_pct⌋`, then the centre `H × W`.
 //!
 //! Decoding runs on up to 8 threads; the result does not depend on their number.
 
@@ -35,6 +38,39 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 fn show(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// How an image is brought to a model's `H × W` input: resized, aspect kept, to the smallest
+/// size covering `⌊H / crop_pct⌋ × ⌊W / crop_pct⌋`, then the centre `H × W` cut.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fit {
+    /// The crop's share of the resized side (1: resize straight to cover `H × W`).
+    pub crop_pct: f64,
+    /// Bicubic (Catmull-Rom, as PIL's `BICUBIC`) resampling instead of bilinear.
+    pub bicubic: bool,
+}
+
+impl Fit {
+    /// Bilinear, straight to cover `H × W`: the image folders', and so allmlp's checkpoints'.
+    pub const COVER: Fit = Fit {
+        crop_pct: 1.0,
+        bicubic: false,
+    };
+
+    /// timm's evaluation transform for a model whose `pretrained_cfg` has this `crop_pct`
+    /// and bicubic interpolation: `Resize(⌊size / crop_pct⌋, BICUBIC)`, `CenterCrop(size)`.
+    pub fn timm(crop_pct: f32) -> Fit {
+        Fit {
+            crop_pct: f64::from(crop_pct),
+            bicubic: true,
+        }
+    }
+
+    /// The size the image is resized to cover, for an `h × w` input.
+    fn target(self, h: usize, w: usize) -> (usize, usize) {
+        let scale = |s: usize| ((s as f64 / self.crop_pct).floor() as usize).max(s);
+        (scale(h), scale(w))
+    }
 }
 
 /// Loads `dir/<class>/*` (classes sorted by name), each image converted to `input`'s channels
@@ -84,8 +120,14 @@ pub fn load_image_folder(dir: &Path, input: [usize; 3]) -> Result<Dataset> {
 
 /// Reads one PNG/JPEG image as `[C, H, W]` bytes for a model of input `input` (converted and
 /// resized as the [module docs](self) say). Errors name the file.
-pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
+pub fn load_image_file(path: &Path, input: [usize; 3], fit: Fit) -> Result<Vec<u8>> {
     check_input(path, input)?;
+    if !(fit.crop_pct > 0.0 && fit.crop_pct <= 1.0) {
+        return Err(DataError::new(
+            show(path),
+            format!("crop_pct must be in (0, 1], got {}", fit.crop_pct),
+        ));
+    }
     let bytes = read_data_file(path, &show(path))?;
     let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
@@ -104,19 +146,20 @@ pub fn load_image_file(path: &Path, input: [usize; 3]) -> Result<Vec<u8>> {
         return Err(DataError::new(show(path), "the image is empty (0 pixels)"));
     }
     let [_, h, w] = input;
-    let (nw, nh) = cover_size(img.width(), img.height(), h, w);
+    let (th, tw) = fit.target(h, w);
+    let (nw, nh) = cover_size(img.width(), img.height(), th, tw);
     if nw.saturating_mul(nh) > MAX_RESIZED_PIXELS {
         return Err(DataError::new(
             show(path),
             format!(
-                "the image is {}×{} pixels: scaled to cover {w}×{h} it would be {nw}×{nh}, over \
-                 the {MAX_RESIZED_PIXELS} pixels allowed (its aspect ratio is too extreme)",
+                "the image is {}×{} pixels: scaled to cover {tw}×{th} it would be {nw}×{nh}, \
+                 over the {MAX_RESIZED_PIXELS} pixels allowed (its aspect ratio is too extreme)",
                 img.width(),
                 img.height()
             ),
         ));
     }
-    Ok(to_chw(&img, input))
+    Ok(to_chw(&img, input, fit))
 }
 
 /// Whether a JPEG file holds an end-of-image marker (`FF D9`) after its last start-of-scan
@@ -136,7 +179,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 ///
 /// # Panics
 /// When `C` is not 1 or 3, or the image or `input` has a zero side ([`load_image_file`] checks).
-pub(crate) fn to_chw(img: &DynamicImage, [c, h, w]: [usize; 3]) -> Vec<u8> {
+pub(crate) fn to_chw(img: &DynamicImage, [c, h, w]: [usize; 3], fit: Fit) -> Vec<u8> {
     let rgb = img.to_rgb8();
     match c {
         1 => {
@@ -144,9 +187,9 @@ pub(crate) fn to_chw(img: &DynamicImage, [c, h, w]: [usize; 3]) -> Vec<u8> {
                 let [r, g, b] = rgb.get_pixel(x, y).0.map(u32::from);
                 image::Luma([((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16) as u8])
             });
-            planar(&resize_crop(&luma, h, w), h, w)
+            planar(&resize_crop(&luma, (h, w), fit), h, w)
         }
-        3 => planar(&resize_crop(&rgb, h, w), h, w),
+        3 => planar(&resize_crop(&rgb, (h, w), fit), h, w),
         _ => panic!("to_chw: {c} channels; images convert to 1 or 3"),
     }
 }
@@ -186,19 +229,29 @@ fn cover_size(iw: u32, ih: u32, h: usize, w: usize) -> (u64, u64) {
     }
 }
 
-/// Resized (bilinear, aspect kept) to the smallest size covering `h × w`, then the centre
-/// `h × w`.
-fn resize_crop<P>(img: &ImageBuffer<P, Vec<u8>>, h: usize, w: usize) -> ImageBuffer<P, Vec<u8>>
+/// Resized (aspect kept, as `fit` says) to the smallest size covering `fit`'s target for
+/// `h × w`, then the centre `h × w`.
+fn resize_crop<P>(
+    img: &ImageBuffer<P, Vec<u8>>,
+    (h, w): (usize, usize),
+    fit: Fit,
+) -> ImageBuffer<P, Vec<u8>>
 where
     P: Pixel<Subpixel = u8> + 'static,
 {
-    let (nw, nh) = cover_size(img.width(), img.height(), h, w);
+    let (th, tw) = fit.target(h, w);
+    let (nw, nh) = cover_size(img.width(), img.height(), th, tw);
     let (h, w) = (h as u64, w as u64);
+    let filter = if fit.bicubic {
+        FilterType::CatmullRom
+    } else {
+        FilterType::Triangle
+    };
     let resized;
     let src = if (nw, nh) == (u64::from(img.width()), u64::from(img.height())) {
         img
     } else {
-        resized = image::imageops::resize(img, nw as u32, nh as u32, FilterType::Triangle);
+        resized = image::imageops::resize(img, nw as u32, nh as u32, filter);
         &resized
     };
     let top = ((nh - h) as f64 / 2.0).round_ties_even() as u32;
@@ -298,7 +351,7 @@ fn decode_all(paths: &[&Path], input: [usize; 3]) -> Vec<Result<Vec<u8>>> {
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|p| load_image_file(p, input))
+                        .map(|p| load_image_file(p, input, Fit::COVER))
                         .collect::<Vec<_>>()
                 })
             })

@@ -28,7 +28,7 @@ pub use beta::beta_sample;
 pub use cifar::{CifarKind, load_cifar, parse_cifar};
 pub use fashion::{DEBIAN_FASHION_MNIST_DIR, DataLocation, Split, load_fashion_mnist, load_mnist};
 pub use file::read_data_file;
-pub use folder::{load_image_file, load_image_folder};
+pub use folder::{Fit, load_image_file, load_image_folder};
 pub use idx::{decode, parse_idx_images, parse_idx_labels};
 pub use loader::{Batch, Loader, LoaderConfig};
 pub use mix::Mix;

@@ -29,7 +29,7 @@ use allmlp_layers::autograd::AutogradError;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
 
 use crate::error::ModelError;
-use crate::registry::{Entry, Family, InputNorm, ModelOptions};
+use crate::registry::{Entry, EvalTransform, Family, ModelOptions};
 
 /// The registry options a RepMLP model accepts (after [`Opts::check`]).
 pub(crate) struct Opts {
@@ -130,11 +130,11 @@ fn tiny(o: &ModelOptions) -> Result<Box<dyn crate::Model>, ModelError> {
 
 /// The RepMLP (v1) registry entries.
 pub(crate) fn entries() -> Vec<Entry> {
-    let e = |name, description, build, input_norm| Entry {
+    let e = |name, description, build, eval_transform| Entry {
         name,
         family: Family::RepMlp,
         description,
-        input_norm,
+        eval_transform,
         build,
     };
     vec![
@@ -142,13 +142,13 @@ pub(crate) fn entries() -> Vec<Entry> {
             "repmlp_res50_light_224",
             "RepMLP-Res50 Light (ImageNet 224; RepMLP in stride-1 blocks of stages 2-3, g=4)",
             res50_light,
-            Some(InputNorm::IMAGENET),
+            Some(EvalTransform::IMAGENET),
         ),
         e(
             "repmlp_res50_bottleneck_224",
             "RepMLP-Res50 Bottleneck (ImageNet 224; RepMLP in stride-1 blocks of stages 2-3, g=8)",
             res50_bottleneck,
-            Some(InputNorm::IMAGENET),
+            Some(EvalTransform::IMAGENET),
         ),
         e(
             "repmlp_pure",

@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ModelError, Result};
 use crate::model::Model;
-use crate::registry::{Entry, Family, InputNorm, ModelOptions};
+use crate::registry::{Entry, EvalTransform, Family, ModelOptions};
 
 /// Everything that defines a RepMLPNet; the named models fill it ([`repmlpnet_t224`] …).
 /// The per-stage vectors all have one entry per stage.
@@ -235,7 +235,7 @@ pub fn entries() -> Vec<Entry> {
                 name: NAMED[$i].0,
                 family: Family::RepMlpNet,
                 description: DESCRIPTIONS[$i],
-                input_norm: Some(InputNorm::IMAGENET),
+                eval_transform: Some(EvalTransform::IMAGENET),
                 build: |o: &ModelOptions| {
                     let net = RepMlpNet::new(&$f().with_options(o)?)?;
                     Ok(Box::new(net) as Box<dyn Model>)

@@ -94,18 +94,18 @@ fn jpeg_and_grayscale_conversions() {
     let px = [[255, 0, 0], [0, 255, 0], [12, 200, 77]];
     // Three rows of those pixels, read at their own size (no resampling).
     let tall = DynamicImage::ImageRgb8(rgb_image(3, 3, |x, _| px[x as usize]));
-    let luma = to_chw(&tall, [1, 3, 3]);
+    let luma = to_chw(&tall, [1, 3, 3], Fit::COVER);
     assert_eq!(luma, [76, 150, 130, 76, 150, 130, 76, 150, 130]);
     // A grayscale image read as RGB repeats its values in every channel.
     let gray = DynamicImage::ImageLuma8(GrayImage::from_fn(2, 2, |x, y| {
         image::Luma([(x * 2 + y) as u8 * 40])
     }));
     assert_eq!(
-        to_chw(&gray, [3, 2, 2]),
+        to_chw(&gray, [3, 2, 2], Fit::COVER),
         [0, 80, 40, 120, 0, 80, 40, 120, 0, 80, 40, 120]
     );
     // And luma of a gray RGB pixel is the same value.
-    assert_eq!(to_chw(&gray, [1, 2, 2]), [0, 80, 40, 120]);
+    assert_eq!(to_chw(&gray, [1, 2, 2], Fit::COVER), [0, 80, 40, 120]);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn resize_short_side_then_center_crop() {
     // 12 wide × 6 tall into [1, 6, 6]: short side already 6, so only the centre 6 columns
     // (left = 3) are cut, exactly.
     let img = rgb_image(12, 6, |x, y| [(x * 20 + y) as u8; 3]);
-    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 6, 6]);
+    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 6, 6], Fit::COVER);
     let want: Vec<u8> = (0..6)
         .flat_map(|y| (3..9).map(move |x| (x * 20 + y) as u8))
         .collect();
@@ -121,12 +121,12 @@ fn resize_short_side_then_center_crop() {
     // Odd margin: 7 wide × 4 tall into 4 × 4 is not resized; left = round(1.5) = 2 (ties to
     // even, as Python's round in torchvision's CenterCrop).
     let img = rgb_image(7, 4, |x, _| [x as u8 * 10; 3]);
-    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 4, 4]);
+    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 4, 4], Fit::COVER);
     assert_eq!(&got[..4], [20, 30, 40, 50]);
     // Halving a horizontal gradient v = 4x: output column x averages source columns
     // 2x and 2x + 1 (centre 2x + 0.5), so ≈ 8x + 2 away from the borders.
     let img = rgb_image(56, 56, |x, _| [(x * 4) as u8; 3]);
-    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 28, 28]);
+    let got = to_chw(&DynamicImage::ImageRgb8(img), [1, 28, 28], Fit::COVER);
     for y in 0..28 {
         for x in 1..27 {
             let v = i32::from(got[y * 28 + x]);
@@ -135,7 +135,7 @@ fn resize_short_side_then_center_crop() {
     }
     // Upscaling a flat image keeps it flat; non-square input and output shapes.
     let img = rgb_image(5, 9, |_, _| [90, 91, 92]);
-    let got = to_chw(&DynamicImage::ImageRgb8(img), [3, 10, 7]);
+    let got = to_chw(&DynamicImage::ImageRgb8(img), [3, 10, 7], Fit::COVER);
     assert_eq!(got.len(), 3 * 10 * 7);
     for (c, plane) in got.chunks(70).enumerate() {
         assert!(
@@ -151,18 +151,28 @@ fn single_image_file_and_its_errors() {
     let p = dir.path().join("one.png");
     save(&rgb_image(4, 4, pattern(9)), &p, ImageFormat::Png);
     assert_eq!(
-        load_image_file(&p, [3, 4, 4]).unwrap(),
+        load_image_file(&p, [3, 4, 4], Fit::COVER).unwrap(),
         planar_ref(&rgb_image(4, 4, pattern(9)))
     );
+    for crop_pct in [0.0, -1.0, 1.5, f64::NAN] {
+        let fit = Fit {
+            crop_pct,
+            bicubic: true,
+        };
+        let e = load_image_file(&p, [3, 4, 4], fit).unwrap_err().to_string();
+        assert!(e.contains("crop_pct must be in (0, 1]"), "{e}");
+    }
     let missing = dir.path().join("missing.png");
-    let e = load_image_file(&missing, [3, 4, 4]).unwrap_err();
+    let e = load_image_file(&missing, [3, 4, 4], Fit::COVER).unwrap_err();
     assert!(
         e.to_string().starts_with(&missing.display().to_string()),
         "{e}"
     );
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\n garbage").unwrap();
-    let e = load_image_file(&bad, [3, 4, 4]).unwrap_err().to_string();
+    let e = load_image_file(&bad, [3, 4, 4], Fit::COVER)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.png") && e.contains("decode"), "{e}");
     // A JPEG cut short decodes without complaint (the missing scan comes out grey): refused,
     // wherever it is cut; trailing bytes after a complete image are accepted.
@@ -173,7 +183,9 @@ fn single_image_file_and_its_errors() {
     let cut = dir.path().join("cut.jpg");
     for len in [sos + 20, full.len() / 2, full.len() - 2] {
         std::fs::write(&cut, &full[..len]).unwrap();
-        let e = load_image_file(&cut, [3, 8, 8]).unwrap_err().to_string();
+        let e = load_image_file(&cut, [3, 8, 8], Fit::COVER)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("cut.jpg") && e.contains("truncated JPEG"),
             "{len}: {e}"
@@ -183,18 +195,18 @@ fn single_image_file_and_its_errors() {
     padded.extend_from_slice(&[0; 16]);
     std::fs::write(&cut, &padded).unwrap();
     assert_eq!(
-        load_image_file(&cut, [3, 8, 8]).unwrap(),
-        load_image_file(&jpg, [3, 8, 8]).unwrap()
+        load_image_file(&cut, [3, 8, 8], Fit::COVER).unwrap(),
+        load_image_file(&jpg, [3, 8, 8], Fit::COVER).unwrap()
     );
     assert!(
-        load_image_file(&p, [2, 4, 4])
+        load_image_file(&p, [2, 4, 4], Fit::COVER)
             .unwrap_err()
             .to_string()
             .contains("2 channels")
     );
-    assert!(load_image_file(&p, [3, 0, 4]).is_err());
+    assert!(load_image_file(&p, [3, 0, 4], Fit::COVER).is_err());
     // Not regular files: refused before opening (opening a FIFO blocks until a writer comes).
-    let e = load_image_file(dir.path(), [3, 4, 4])
+    let e = load_image_file(dir.path(), [3, 4, 4], Fit::COVER)
         .unwrap_err()
         .to_string();
     assert!(e.contains("is a directory, not a file"), "{e}");
@@ -203,7 +215,9 @@ fn single_image_file_and_its_errors() {
         let fifo = dir.path().join("fifo.png");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-        let e = load_image_file(&fifo, [3, 4, 4]).unwrap_err().to_string();
+        let e = load_image_file(&fifo, [3, 4, 4], Fit::COVER)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("fifo.png") && e.contains("not a regular file"),
             "{e}"
@@ -212,7 +226,7 @@ fn single_image_file_and_its_errors() {
     // A 100,000 × 1 strip: covering 28 × 28 would take a 2.8M × 28 intermediate.
     let strip = dir.path().join("strip.png");
     save(&rgb_image(100_000, 1, pattern(3)), &strip, ImageFormat::Png);
-    let e = load_image_file(&strip, [1, 28, 28])
+    let e = load_image_file(&strip, [1, 28, 28], Fit::COVER)
         .unwrap_err()
         .to_string();
     assert!(
@@ -317,7 +331,7 @@ fn resize_is_close_to_pil_bilinear() {
         let img = GrayImage::from_fn(w, h, |x, y| {
             image::Luma([((x * x + 3 * y * y + x * y) & 255) as u8])
         });
-        let got = to_chw(&DynamicImage::ImageLuma8(img), [1, s, s]);
+        let got = to_chw(&DynamicImage::ImageLuma8(img), [1, s, s], Fit::COVER);
         let diffs: Vec<i32> = got
             .iter()
             .zip(want)
@@ -348,5 +362,50 @@ fn image_files_are_chosen_by_their_name_ending() {
         "",
     ] {
         assert!(!is_image(name), "{name}");
+    }
+}
+
+/// timm 1.0.31's evaluation transform (`create_transform(input_size=(1, s, s),
+/// is_training=False, crop_pct=0.875, interpolation='bicubic', mean=(0,), std=(1,))`: PIL
+/// bicubic `Resize(⌊s / 0.875⌋)`, `CenterCrop(s)`), times 255, on the image of
+/// [`resize_is_close_to_pil_bilinear`]. `Fit::timm` with the `image` crate's Catmull-Rom
+/// filter is within one level of it (measured: 0 and 1; not PIL's filter bit for bit), and
+/// `Fit::COVER` (bilinear, no 0.875 margin: 56 and 12 levels off) is not.
+#[test]
+fn timm_fit_is_close_to_timms_eval_transform() {
+    type Case = ((u32, u32, usize), &'static [u8]);
+    let cases: [Case; 2] = [
+        (
+            (20, 16, 7),
+            &[
+                24, 47, 78, 117, 171, 200, 42, 50, 77, 112, 161, 201, 88, 72, 103, 136, 182, 201,
+                94, 71, 166, 175, 187, 126, 71, 112, 167, 122, 92, 72, 109, 159, 155, 107, 117,
+                133, 157, 122, 120, 115, 152, 141, 113, 104, 128, 119, 135, 127, 148,
+            ],
+        ),
+        (
+            (13, 23, 6),
+            &[
+                87, 109, 144, 179, 175, 123, 182, 172, 133, 112, 86, 129, 126, 90, 109, 132, 148,
+                131, 136, 142, 117, 114, 117, 115, 106, 132, 116, 148, 125, 124, 106, 115, 137,
+                111, 123, 112,
+            ],
+        ),
+    ];
+    for ((w, h, s), want) in cases {
+        let img = DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([((x * x + 3 * y * y + x * y) & 255) as u8])
+        }));
+        let max_diff = |fit| {
+            to_chw(&img, [1, s, s], fit)
+                .iter()
+                .zip(want)
+                .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+                .max()
+                .unwrap()
+        };
+        let (timm, cover) = (max_diff(Fit::timm(0.875)), max_diff(Fit::COVER));
+        assert!(timm <= 1, "{w}×{h} → {s}: {timm}");
+        assert!(cover > 5, "{w}×{h} → {s}: COVER within {cover}");
     }
 }
