@@ -23,6 +23,8 @@ struct Options {
     case: Option<String>,
     torch: bool,
     timing: Timing,
+    /// Times each case runs (Rust then torch, each time); the rates are the medians.
+    rounds: usize,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -35,6 +37,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             quick: false,
             verbose: false,
         },
+        rounds: 1,
     };
     let mut name = None;
     let mut args = args.iter();
@@ -48,6 +51,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 opts.threads = parse_threads(list)?;
             }
             "--case" => opts.case = Some(args.next().ok_or("--case needs a name")?.clone()),
+            "--rounds" => {
+                let n = args.next().ok_or("--rounds needs a count")?;
+                opts.rounds = match n.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--rounds: expected a positive integer, got `{n}`")),
+                };
+            }
             flag if flag.starts_with('-') => {
                 return Err(format!(
                     "bench: unknown option `{flag}` (see cargo xtask --help)"
@@ -400,8 +410,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
         for &threads in &opts.threads {
             for case in &cases {
-                let (row, failed) = run_case(case, threads, &opts, &benches, &exes, &torch);
-                failures += usize::from(failed);
+                let mut rounds = Vec::with_capacity(opts.rounds);
+                for round in 1..=opts.rounds {
+                    let (row, failed) = run_case(case, threads, &opts, &benches, &exes, &torch);
+                    failures += usize::from(failed);
+                    if opts.rounds > 1 {
+                        eprintln!("round {round}/{}: {}", opts.rounds, row.line());
+                    }
+                    rounds.push(row);
+                }
+                let row = median_row(rounds);
                 println!("{}", row.line());
                 rows.push(row);
             }
@@ -419,6 +437,39 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Err(format!("{failures} Rust bench run(s) failed (see above)"));
     }
     Ok(())
+}
+
+/// One row of the same case from several rounds: each implementation's and torch's median
+/// over the rounds that measured it (the mean of the middle two for an even count).
+fn median_row(mut rounds: Vec<Row>) -> Row {
+    fn median(mut v: Vec<f64>) -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        match n {
+            0 => None,
+            _ if n % 2 == 1 => Some(v[n / 2]),
+            _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    }
+    let ids: std::collections::BTreeSet<String> = rounds
+        .iter()
+        .flat_map(|r| r.rates.keys().cloned())
+        .collect();
+    let rates = ids
+        .into_iter()
+        .filter_map(|id| {
+            let v = rounds
+                .iter()
+                .filter_map(|r| r.rates.get(&id).copied())
+                .collect();
+            Some((id, median(v)?))
+        })
+        .collect();
+    let torch = median(rounds.iter().filter_map(|r| r.torch).collect());
+    let mut row = rounds.swap_remove(0);
+    row.rates = rates;
+    row.torch = torch;
+    row
 }
 
 /// Rust then torch for one case and thread count; `true` when the Rust bench failed.
@@ -489,9 +540,17 @@ fn header(opts: &Options, torch: &Result<Torch, String>) -> Vec<String> {
     let threads: Vec<String> = opts.threads.iter().map(|t| t.to_string()).collect();
     let mut lines = vec![
         format!(
-            "allmlp bench: {cpu}, {cores} hardware threads; threads={}{}",
+            "allmlp bench: {cpu}, {cores} hardware threads; threads={}{}{}",
             threads.join(","),
-            if opts.timing.quick { " (quick)" } else { "" }
+            if opts.timing.quick { " (quick)" } else { "" },
+            if opts.rounds > 1 {
+                format!(
+                    "; {} rounds per case (Rust then torch each round), medians over them",
+                    opts.rounds
+                )
+            } else {
+                String::new()
+            }
         ),
         "rates from medians (criterion for Rust: of sample means, or of each sample's per-call \
          medians for train_step and models; perf_counter per call for torch): GFLOP/s for gemm and \
@@ -648,6 +707,8 @@ mod tests {
         assert!(!o.torch && o.timing.quick);
         let o = parse(&[]).unwrap();
         assert_eq!(o.kinds, ALL_KINDS);
+        assert_eq!(o.rounds, 1);
+        assert_eq!(parse(&args("models --rounds 3")).unwrap().rounds, 3);
         assert_eq!(parse(&args("train-step")).unwrap().kinds, ["train_step"]);
         assert_eq!(parse(&args("models --quick")).unwrap().kinds, ["models"]);
         assert_eq!(o.threads, [1, 2]);
@@ -658,6 +719,9 @@ mod tests {
             "--threads 1,x",
             "--bogus",
             "gemm conv",
+            "--rounds 0",
+            "--rounds",
+            "--rounds x",
         ] {
             let err = parse(&args(bad)).err();
             assert!(err.is_some(), "`{bad}` should be rejected");
@@ -799,5 +863,21 @@ mod tests {
         let opts = parse(&args("models --threads 2")).unwrap();
         let sums = summaries(&opts, &rows);
         assert_eq!(sums.len(), 2, "{sums:?}");
+    }
+
+    #[test]
+    fn rounds_combine_into_medians() {
+        let mut a = row("c", Some(100.0), Some(90.0));
+        a.rates.insert("matrixmultiply".into(), 10.0);
+        let b = row("c", Some(80.0), None);
+        let c = row("c", Some(120.0), Some(70.0));
+        let m = median_row(vec![a, b, c]);
+        assert_eq!(m.rates[OURS], 100.0);
+        assert_eq!(m.rates["matrixmultiply"], 50.0);
+        // Torch measured in two of the three rounds: the mean of the middle two.
+        assert_eq!(m.torch, Some(80.0));
+        assert_eq!(m.case, "c");
+        let one = median_row(vec![row("d", None, None)]);
+        assert!(!one.rates.contains_key(OURS) && one.torch.is_none());
     }
 }

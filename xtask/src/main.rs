@@ -26,7 +26,8 @@ TASKS:
     help    print this message (also -h, --help)
 
 BENCH:
-    cargo xtask bench [NAME] [--threads 1,2] [--case CASE] [--no-torch] [--quick] [--verbose]
+    cargo xtask bench [NAME] [--threads 1,2] [--case CASE] [--rounds N] [--no-torch] [--quick]
+                      [--verbose]
 
     NAME          gemm, conv, train-step, autograd, models or all (default all; models is
                   the heaviest: full-size 224 models, tens of minutes for --threads 1,2)
@@ -34,6 +35,9 @@ BENCH:
                   the Rust benches and torch.set_num_threads for PyTorch
     --case        only cases whose name contains CASE (e.g. 1568x512x2048, stem7x7s2,
                   mixer_s16_224_b8)
+    --rounds      run every case N times, Rust then torch each time, and report each side's
+                  median over the rounds (default 1): a busy or shared machine's slow spells
+                  then land on both sides alike (each round's line goes to stderr)
     --no-torch    skip the PyTorch side (torch=n/a)
     --quick       shorter warm-up and measurement on both sides (noisier)
     --verbose     show criterion's own output
