@@ -138,10 +138,10 @@ mod tests {
     }
 
     /// timm's `pretrained_cfg` (timm 1.0.31): `mean`/`std` of `mixer_*` (0.5) and
-    /// `resmlp_*` (ImageNet), `crop_pct` 0.875 for both; RepMLP's authors normalise with
-    /// timm's ImageNet constants and crop 224 of 256.
+    /// `resmlp_*` (ImageNet), `crop_pct` 0.875 for both; the RepMLP family is evaluated
+    /// with ImageNet's mean and std and a 224 crop of 256 (mmpretrain's RepMLP configs).
     #[test]
-    fn reference_normalizations_are_timms() {
+    fn reference_eval_transforms_are_timms() {
         let norm = |name: &str| entry(name).unwrap().eval_transform;
         for name in ["mixer_s16_224", "mixer_b16_224", "mixer_h14_224"] {
             assert_eq!(norm(name), Some(EvalTransform::SIGNED), "{name}");

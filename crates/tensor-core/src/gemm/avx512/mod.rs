@@ -393,8 +393,7 @@ impl Job {
     /// few to keep `threads` busy, of column panels), scheduled by rayon; or,
     /// for few row blocks and a long k (a weight gradient `Xᵀ·dY`) or so
     /// few that each would be cut into a column part per thread (a layer at
-    /// batch 1), into one
-    /// row or column range per thread ([`Job::run_parts`]).
+    /// batch 1), into one row or column range per thread ([`Job::run_parts`]).
     ///
     /// # Safety
     /// As for [`Job::run_serial`].
