@@ -32,7 +32,8 @@ pub struct PredictArgs {
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// PNG or JPEG files to classify. Each is converted to the model's channels (grayscale or
-    /// RGB), its shorter side resized to the model's input size and center-cropped.
+    /// RGB), its shorter side resized to the model's input size (to size / 0.875 for reference
+    /// weights without metadata, see --weights) and center-cropped.
     #[arg(value_name = "IMAGE", required = true)]
     pub images: Vec<PathBuf>,
     /// How many of the most probable classes to list per image (at most the class count).
