@@ -30,13 +30,13 @@ use allmlp_layers::autograd::{Var, no_grad};
 use allmlp_layers::{Ctx, Module, named_parameters};
 use allmlp_models::{
     IsotropicConfig, IsotropicNet, Mixer, Model, ModelOptions, RepMlpNet, RepMlpNetConfig,
-    RepMlpPure, RepMlpResNet, ResMlp, create_model, entries,
+    RepMlpPure, RepMlpResNet, ResMlp, create_model, entry,
 };
 
 use super::cost::{self, conv_bn_macs, cost, resnet_block_macs};
 use super::known::{Known, lookup, pure_config, resnet_config};
 use super::models::family_name;
-use super::{CliError, CliResult, ModelArgs, check_registered, format_table, thousands};
+use super::{CliResult, ModelArgs, check_registered, format_table, thousands};
 
 /// One table row.
 struct Row {
@@ -244,11 +244,7 @@ fn input_of(m: &dyn Model) -> CliResult<Var> {
 pub fn run(name: &str, args: &ModelArgs) -> CliResult<String> {
     check_registered(name)?;
     let opts = args.apply(ModelOptions::default());
-    let family = entries()
-        .into_iter()
-        .find(|e| e.name == name)
-        .map(|e| e.family)
-        .ok_or_else(|| CliError(format!("unknown model `{name}`")))?;
+    let family = entry(name)?.family;
 
     // The model is built once (a full-size one is hundreds of MB): as its concrete type when
     // the CLI knows the name, whose children then run one by one for the rows, else through

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use allmlp_layers::checkpoint::state_dict;
-use allmlp_models::{Family, Model, entries};
+use allmlp_models::{Family, Model, entry};
 use clap::Args;
 use serde_json::Value;
 
@@ -55,11 +55,7 @@ pub fn token_mixing_blocks(
     net: &dyn Model,
     blocks: usize,
 ) -> CliResult<([usize; 2], Vec<WeightBlock>)> {
-    let family = entries()
-        .into_iter()
-        .find(|e| e.name == name)
-        .map(|e| e.family)
-        .ok_or_else(|| CliError(format!("unknown model `{name}` (see `allmlp models`)")))?;
+    let family = entry(name)?.family;
     let pattern = key_pattern(family).ok_or_else(|| {
         CliError(format!(
             "viz draws the token-mixing weights of MLP-Mixer (mixer_*: \

@@ -68,7 +68,7 @@ impl Fit {
 
     /// The size the image is resized to cover, for an `h × w` input.
     fn target(self, h: usize, w: usize) -> (usize, usize) {
-        let scale = |s: usize| ((s as f64 / self.crop_pct).floor() as usize).max(s);
+        let scale = |s: usize| (s as f64 / self.crop_pct).floor() as usize;
         (scale(h), scale(w))
     }
 }
