@@ -2,6 +2,8 @@
 //! AdamW — of the registered `mixer_tiny` and `resmlp_tiny` (28×28×1, 10
 //! classes) at batch 128. `cargo xtask bench train-step` runs it beside
 //! PyTorch's timm models on the same recipe.
+//! The step cuts the batch into parts side by side as `allmlp train` does
+//! (`allmlp_layers::batch_parts`).
 //!
 //! A counting allocator measures the peak heap in use during one step (above
 //! what was live before it); the figure is written to
@@ -14,6 +16,7 @@ use allmlp_autograd::Var;
 use allmlp_autograd::ops::{Targets, cross_entropy};
 use allmlp_autograd::optim::{Adam, AdamConfig, Optimizer, param_groups_weight_decay};
 use allmlp_benches::{TRAIN_STEP_CASES, TrainStepCase, per_call_median};
+use allmlp_layers::batch_parts::{batch_parts, forward_backward_parts};
 use allmlp_layers::{Ctx, named_parameters};
 use allmlp_models::{Model, ModelOptions, create_model};
 use allmlp_tensor_core::Tensor;
@@ -89,13 +92,21 @@ fn setup(c: &TrainStepCase) -> Setup {
     }
 }
 
+/// One step as `allmlp train` runs it: the batch cut into parts side by side
+/// (`allmlp_layers::batch_parts`), then AdamW.
 fn step(s: &mut Setup, seed: u64) -> f32 {
     s.opt.zero_grad();
-    let logits = s.model.forward(&s.images, &Ctx::train(seed)).unwrap();
-    let loss = cross_entropy(&logits, Targets::Classes(&s.labels), 0.1).unwrap();
-    loss.backward().unwrap();
+    let (model, x, labels) = (s.model.as_ref(), s.images.value(), &s.labels);
+    let n = labels.len();
+    let (loss, _) = forward_backward_parts(n, batch_parts(model, n), |part, rows| {
+        let xp = Var::constant(x.narrow(0, rows.start, rows.len())?);
+        let logits = model.forward(&xp, &Ctx::train(seed.wrapping_add(part as u64)))?;
+        let loss = cross_entropy(&logits, Targets::Classes(&labels[rows]), 0.1)?;
+        Ok((loss, ()))
+    })
+    .unwrap();
     s.opt.step().unwrap();
-    loss.value().item().unwrap()
+    loss as f32
 }
 
 /// Peak bytes allocated during one step above what was live before it.

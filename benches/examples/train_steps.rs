@@ -4,6 +4,8 @@
 //!
 //! With `ALLMLP_GEMM_PROFILE` set it also prints where the GEMM time of the
 //! steps after the first went, by shape (`allmlp_tensor_core::gemm::profile`).
+//! The batch is cut into parts as `allmlp train` cuts it
+//! (`allmlp_layers::batch_parts`); `ALLMLP_BATCH_PARTS=1` runs it whole.
 //! `--muon` trains with `allmlp train --optimizer muon`'s optimizer (Muon for the blocks'
 //! matrices, AdamW for the rest) instead of AdamW; the time of the optimizer's steps is printed.
 
@@ -13,6 +15,7 @@ use allmlp_autograd::optim::{
     Adam, AdamConfig, Combined, Muon, MuonConfig, MuonLrAdjust, Optimizer, ParamGroup,
     param_groups_weight_decay,
 };
+use allmlp_layers::batch_parts::{batch_parts, forward_backward_parts};
 use allmlp_layers::{Ctx, named_parameters};
 use allmlp_models::{ModelOptions, create_model};
 use allmlp_tensor_core::Tensor;
@@ -62,6 +65,11 @@ fn main() {
     let images = Var::constant(Tensor::randn(&[128, 1, 28, 28], 0.0, 1.0, 9).expect("input"));
     let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
     let profile = std::env::var_os("ALLMLP_GEMM_PROFILE").is_some();
+    // As `allmlp train` does; `ALLMLP_BATCH_PARTS=1` runs the whole batch as one.
+    let parts = std::env::var("ALLMLP_BATCH_PARTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| batch_parts(model.as_ref(), 128));
     let mut timed = std::time::Duration::ZERO;
     let mut optimizer = std::time::Duration::ZERO;
     for step in 0..steps {
@@ -70,21 +78,21 @@ fn main() {
         }
         let t0 = std::time::Instant::now();
         opt.zero_grad();
-        let logits = model
-            .forward(&images, &Ctx::train(step as u64))
-            .expect("forward");
-        let loss = cross_entropy(&logits, Targets::Classes(&labels), 0.1).expect("loss");
-        loss.backward().expect("backward");
+        let x = images.value();
+        let (loss, _) = forward_backward_parts(128, parts, |i, rows| {
+            let xi = Var::constant(x.narrow(0, rows.start, rows.len())?);
+            let logits = model.forward(&xi, &Ctx::train(step as u64 * 2 + i as u64))?;
+            let loss = cross_entropy(&logits, Targets::Classes(&labels[rows]), 0.1)?;
+            Ok((loss, ()))
+        })
+        .expect("forward and backward");
         let t1 = std::time::Instant::now();
         opt.step().expect("step");
         if step > 0 {
             timed += t0.elapsed();
             optimizer += t1.elapsed();
         }
-        println!(
-            "step {step}: loss {:.4}",
-            loss.value().item().expect("scalar")
-        );
+        println!("step {step}: loss {loss:.4}");
     }
     if steps > 1 {
         println!(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use allmlp_tensor_core::Tensor;
 
-use crate::{AutogradError, Function, Result, grad_mode};
+use crate::{AutogradError, Function, LeafGrads, Result, grad_mode};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -168,6 +168,39 @@ impl Var {
     /// state is dropped as soon as its backward has run, so a graph can be
     /// differentiated once; a second call returns [`AutogradError::GraphFreed`].
     pub fn backward_with(&self, grad: Tensor) -> Result<()> {
+        self.propagate(grad, &mut |leaf, g| leaf.accumulate(g))
+    }
+
+    /// [`Var::backward_with`] that returns the leaves' gradients instead of
+    /// adding them to the leaves: to combine several backward passes in an
+    /// order of one's choosing (the parts of a batch that ran side by side),
+    /// then [`LeafGrads::accumulate`] them.
+    ///
+    /// ```
+    /// use allmlp_autograd::Var;
+    /// use allmlp_autograd::tensor_core::Tensor;
+    /// let w = Var::parameter(Tensor::from_vec(vec![2.0], &[1])?);
+    /// let y = w.mul(&w)?.sum(&[0], false)?; // w², two uses of w
+    /// let grads = y.backward_collect(Tensor::scalar(1.0))?;
+    /// assert_eq!(grads.get(&w).unwrap().to_vec(), [4.0]);
+    /// assert!(w.grad().is_none()); // not added yet
+    /// grads.accumulate()?;
+    /// assert_eq!(w.grad().unwrap().to_vec(), [4.0]);
+    /// # Ok::<(), allmlp_autograd::AutogradError>(())
+    /// ```
+    pub fn backward_collect(&self, grad: Tensor) -> Result<LeafGrads> {
+        let mut grads = LeafGrads::default();
+        self.propagate(grad, &mut |leaf, g| grads.add_one(leaf, g))?;
+        Ok(grads)
+    }
+
+    /// Back-propagates `grad`, handing each leaf's gradient to `leaf` (once per
+    /// use of the leaf, in the order backward reaches them).
+    fn propagate(
+        &self,
+        grad: Tensor,
+        leaf: &mut dyn FnMut(&Var, Tensor) -> Result<()>,
+    ) -> Result<()> {
         if !self.requires_grad() {
             return Err(AutogradError::NoGradient);
         }
@@ -182,8 +215,7 @@ impl Var {
         let order = self.graph_nodes()?;
         let mut pending: HashMap<u64, Tensor> = HashMap::new();
         if self.is_leaf() {
-            self.accumulate(grad)?;
-            return Ok(());
+            return leaf(self, grad);
         }
         pending.insert(self.0.id, grad);
         for node in order {
@@ -221,7 +253,7 @@ impl Var {
                     });
                 }
                 if input.is_leaf() {
-                    input.accumulate(g)?;
+                    leaf(input, g)?;
                 } else {
                     match pending.remove(&input.0.id) {
                         Some(prev) => pending.insert(input.0.id, prev.add(&g)?),
@@ -233,13 +265,19 @@ impl Var {
         Ok(())
     }
 
-    fn accumulate(&self, g: Tensor) -> Result<()> {
+    /// Adds `g` to this leaf's gradient.
+    pub(crate) fn accumulate(&self, g: Tensor) -> Result<()> {
         let mut slot = lock(&self.0.grad);
         *slot = Some(match slot.take() {
             Some(prev) => prev.add(&g)?,
             None => g,
         });
         Ok(())
+    }
+
+    /// The node's creation id (unique, increasing).
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
     }
 
     /// Every op node reachable from `self`, newest first (a reverse topological order).

@@ -5,6 +5,7 @@ mod adaptive_avg_pool2d;
 mod affine;
 mod avg_pool2d;
 mod batch_norm;
+pub mod batch_parts;
 pub mod checkpoint;
 mod conv2d;
 mod drop_path;

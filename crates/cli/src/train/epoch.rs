@@ -1,4 +1,6 @@
 //! One epoch of training: batches from the prefetching loader, forward, loss, backward, step.
+//! Each batch runs as parts side by side (`allmlp_layers::batch_parts`): two halves, one
+//! per share of the threads, unless the model has BatchNorm.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,6 +9,7 @@ use allmlp_autograd::Var;
 use allmlp_autograd::ops::{Targets, cross_entropy};
 use allmlp_autograd::optim::{Optimizer, Schedule};
 use allmlp_layers::Ctx;
+use allmlp_layers::batch_parts::{batch_parts, forward_backward_parts};
 use allmlp_models::Model;
 use allmlp_tensor_core::Tensor;
 
@@ -78,14 +81,32 @@ pub fn train_epoch(
         data_wait += waited.elapsed();
         opt.set_lr(schedule.lr_at(*step))?;
         opt.zero_grad();
-        let ctx = Ctx::train(derive_seed(r.seed, DROPOUT_STREAMS, *step));
-        let logits = net.forward(&Var::constant(x), &ctx)?;
-        // Mixed batches carry soft targets with the smoothing already applied.
-        let loss = match &targets {
-            Some(t) => cross_entropy(&logits, Targets::Soft(t), 0.0)?,
-            None => cross_entropy(&logits, Targets::Classes(&labels), r.label_smoothing)?,
-        };
-        let value = f64::from(loss.value().item()?);
+        let seed = derive_seed(r.seed, DROPOUT_STREAMS, *step);
+        let n = labels.len();
+        let (value, correct_parts) =
+            forward_backward_parts(n, batch_parts(net, n), |part, rows| {
+                // Part 0 draws its masks from the step's stream, so an uncut batch
+                // (a model with BatchNorm) trains as it did before batches were cut.
+                let seed = match part {
+                    0 => seed,
+                    p => derive_seed(seed, DROPOUT_STREAMS, p as u64),
+                };
+                let xp = Var::constant(x.narrow(0, rows.start, rows.len())?);
+                let logits = net.forward(&xp, &Ctx::train(seed))?;
+                // Mixed batches carry soft targets with the smoothing already applied.
+                let loss = match &targets {
+                    Some(t) => {
+                        let tp = t.narrow(0, rows.start, rows.len())?;
+                        cross_entropy(&logits, Targets::Soft(&tp), 0.0)?
+                    }
+                    None => {
+                        let lp = &labels[rows.clone()];
+                        cross_entropy(&logits, Targets::Classes(lp), r.label_smoothing)?
+                    }
+                };
+                let correct = count_correct(&logits.value(), &labels[rows]);
+                Ok((loss, correct))
+            })?;
         if !value.is_finite() {
             bar.finish();
             return Err(CliError(format!(
@@ -96,12 +117,13 @@ pub fn train_epoch(
                 kept_checkpoint(epoch)
             )));
         }
-        loss.backward()?;
         opt.step()?;
         *step += 1;
-        loss_sum += value * labels.len() as f64;
-        correct += count_correct(&logits.value(), &labels)?;
-        seen += labels.len();
+        loss_sum += value * n as f64;
+        for c in correct_parts {
+            correct += c?;
+        }
+        seen += n;
         bar.step(
             loss_sum / seen as f64,
             correct as f64 / seen as f64,

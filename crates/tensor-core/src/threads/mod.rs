@@ -7,7 +7,16 @@
 //!
 //! Every kernel splits its work at boundaries that do not depend on the thread
 //! count, so results are bit-identical for 1 and N threads.
+//!
+//! [`side_by_side`] runs independent pieces of work (the two halves of a
+//! training batch) at the same time, each on its own share of the threads:
+//! kernels called inside a piece run on that share's pool.
 
+mod side_by_side;
+
+pub use side_by_side::side_by_side;
+
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use rayon::ThreadPool;
@@ -75,11 +84,31 @@ fn default_threads() -> usize {
     threads_from_env().ok().flatten().unwrap_or_else(cores)
 }
 
-fn build(n: usize) -> Result<Arc<ThreadPool>> {
+thread_local! {
+    /// Whether this thread is a worker of a pool built here (the kernel pool
+    /// or a [`side_by_side`] share).
+    static KERNEL_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on a worker of a pool built here, where kernels stay on that pool.
+fn on_kernel_thread() -> bool {
+    KERNEL_THREAD.with(Cell::get)
+}
+
+/// A pool of `n` threads named by `name`, whose workers kernels recognise.
+fn build_pool(
+    n: usize,
+    name: impl Fn(usize) -> String + 'static,
+) -> std::result::Result<ThreadPool, rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
-        .thread_name(|i| format!("allmlp-{i}"))
+        .thread_name(name)
+        .start_handler(|_| KERNEL_THREAD.with(|k| k.set(true)))
         .build()
+}
+
+fn build(n: usize) -> Result<Arc<ThreadPool>> {
+    build_pool(n, |i| format!("allmlp-{i}"))
         .map(Arc::new)
         .map_err(|e| TensorError::arg("set_num_threads", format!("cannot start {n} threads: {e}")))
 }
@@ -122,8 +151,23 @@ pub fn num_threads() -> usize {
     pool().current_num_threads()
 }
 
-/// Runs `f` inside the kernel pool, so rayon calls in `f` use it.
+/// The number of threads kernels called from here use: the kernel pool's,
+/// or inside a [`side_by_side`] piece, that piece's share.
+pub fn current_threads() -> usize {
+    if on_kernel_thread() {
+        rayon::current_num_threads()
+    } else {
+        num_threads()
+    }
+}
+
+/// Runs `f` inside the kernel pool, so rayon calls in `f` use it; on a worker
+/// of a pool built here (inside [`side_by_side`], or an op nested in
+/// another), `f` runs right here, on that pool.
 pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if on_kernel_thread() {
+        return f();
+    }
     let p = pool();
     p.install(f)
 }
