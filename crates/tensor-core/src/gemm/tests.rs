@@ -188,8 +188,10 @@ fn random_small_shapes_all_layouts() {
 
 /// Shapes crossing the AVX-512 path's MC (98), KC (512, balanced) and NC
 /// (2048) block boundaries, its tile edges (MR = 14, NR = 32, 16-wide edge
-/// panels) and both A paths (row-major A is read in place when n ≤ 256 and
-/// its row stride is not a multiple of 1024; packed otherwise).
+/// panels), both A paths (row-major A is read in place when n ≤ 256 and
+/// its row stride is not a multiple of 1024; packed otherwise) and both B
+/// paths (a row-major B's full panels read in place on one thread when
+/// m ≤ 196 and k ≤ 512, unless its row stride is a multiple of 1024).
 #[test]
 fn block_boundaries() {
     let mut rng = Rng::new(2);
@@ -201,6 +203,8 @@ fn block_boundaries() {
         (97, 1030, 161, false, false, CLayout::RowMajor, 1.0, 2.0),
         (200, 70, 300, false, false, CLayout::RowMajor, 1.0, 0.0),
         (45, 1024, 40, false, true, CLayout::Padded, 0.5, 1.0),
+        (196, 512, 100, false, false, CLayout::RowMajor, 1.0, 0.0),
+        (30, 40, 1024, true, false, CLayout::Padded, 1.0, 0.5),
     ];
     for (m, k, n, ta, tb, cl, alpha, beta) in cases {
         check_case(&mut rng, m, k, n, ta, tb, cl, alpha, beta);

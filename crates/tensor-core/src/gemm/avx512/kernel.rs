@@ -42,11 +42,13 @@ pub(super) struct Tile {
 /// Computes one tile.
 ///
 /// A is read at `a[i·ars + p]` when `DIRECT` (an unpacked row-major A, `i <
-/// MR`) and at `a[p·MR + i]` otherwise (a packed panel; `ars` unused).
+/// MR`) and at `a[p·MR + i]` otherwise (a packed panel; `ars` unused). B is
+/// read at `b[p·brs + j]`, `j < NR`: a packed panel (`brs = NR`) or the rows
+/// of a row-major B in place (`brs` its row stride).
 ///
 /// # Safety
-/// Those `MR × kc` elements of A must be readable; `b` must point to `kc·NR`
-/// readable floats, 64-byte aligned (packed B panel, `b[p·NR + j]`). For
+/// Those `MR × kc` elements of A must be readable; so must `b[p·brs + j]`
+/// for `p < kc`, `j < NR`. For
 /// `i < t.rows`, `j < t.cols`, `t.c + i·t.rs + j·t.cs` must be valid for
 /// reads and writes and not aliased by anything else during the call; a
 /// `t.bias` pointer must be readable for `t.cols` (`Col`) or `t.rows` (`Row`)
@@ -57,7 +59,7 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
     kc: usize,
     a: *const f32,
     ars: usize,
-    b: *const f32,
+    (b, brs): (*const f32, usize),
     t: Tile,
 ) {
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
@@ -73,9 +75,11 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
     for _ in 0..kc {
         let mut bv = [_mm512_setzero_ps(); NV];
         for (v, x) in bv.iter_mut().enumerate() {
-            // SAFETY: `b` walks the packed panel: `kc` rows of `NR` aligned
-            // floats, this is row `p` (< kc), vector `v` (< NV).
-            *x = unsafe { _mm512_load_ps(b.add(16 * v)) };
+            // SAFETY: `b` walks the panel: row `p` (< kc) of `NR` readable
+            // floats, this is vector `v` (< NV). Unaligned loads: an
+            // in-place B's rows need not be 64-byte aligned (packed ones are,
+            // and cost the same through `loadu`).
+            *x = unsafe { _mm512_loadu_ps(b.add(16 * v)) };
         }
         for (i, row) in acc.iter_mut().enumerate() {
             // SAFETY: `a` points at column `p` (< kc) of the panel; entry
@@ -89,7 +93,7 @@ pub(super) unsafe fn tile<const MR: usize, const NV: usize, const DIRECT: bool>(
         // one-past-the-end pointer of the panel, never dereferenced.
         unsafe {
             a = a.add(if DIRECT { 1 } else { MR });
-            b = b.add(16 * NV);
+            b = b.add(brs);
         }
     }
     if t.cs == 1 && t.rows == MR && t.cols == 16 * NV {

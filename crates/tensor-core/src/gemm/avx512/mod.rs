@@ -12,7 +12,9 @@
 //!    column range per thread when every row block would be cut into a
 //!    column part per thread); each task packs its `mc × kc` block of A
 //!    into `MR`-row panels in a per-thread buffer (kept in L2), or reads a
-//!    row-major A in place when B is narrow;
+//!    row-major A in place when B is narrow; a product on one thread with
+//!    few rows and one k block reads a row-major B's full panels in place
+//!    instead of packing them (each would serve at most 14 tiles);
 //! 4. `jr`, `ir`: `MR × NR` tiles, each one call of the microkernel.
 //!
 //! The first k block applies the caller's β, later ones accumulate (β = 1).
@@ -91,6 +93,9 @@ const DIRECT_MAX_N: usize = 256;
 /// ... unless its row stride is a multiple of 4 KiB, where the `MR` rows
 /// would all fall into one L1 set.
 const DIRECT_BAD_STRIDE: usize = 1024;
+/// Largest m for which a row-major B is read in place, with `k ≤ KC`: each
+/// panel then serves few tiles, too few to repay its packing.
+const B_DIRECT_MAX_M: usize = 2 * MC;
 /// Products with more than one k block and fewer row blocks than this many
 /// per thread are split into one part per thread ([`Job::run_parts`]).
 const PARTS_MAX_ROW_BLOCKS: usize = 4;
@@ -195,6 +200,9 @@ struct Job {
     nc: usize,
     /// Whether full `MR`-row panels of A are read in place.
     direct: bool,
+    /// Whether full `NR`-column panels of a row-major B are read in place by
+    /// a product on one thread ([`Job::run_part`]).
+    b_direct: bool,
     /// Whether tiles get an activation or extra outputs after the last k block.
     finish: bool,
 }
@@ -306,6 +314,10 @@ impl Job {
             mc: MC.div_ceil(MR).min(m.div_ceil(MR)) * MR,
             nc,
             direct: a.cs == 1 && n <= DIRECT_MAX_N && !a.rs.is_multiple_of(DIRECT_BAD_STRIDE),
+            b_direct: b.2 == 1
+                && m <= B_DIRECT_MAX_M
+                && k <= KC
+                && !b.1.is_multiple_of(DIRECT_BAD_STRIDE),
         }
     }
 
@@ -373,8 +385,12 @@ impl Job {
             for pc in (0..k).step_by(self.kc) {
                 let kc = self.kc.min(k - pc);
                 let bp = if self.prepacked.is_null() {
-                    // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
-                    unsafe { self.pack_b(jc, nc, pc, kc, 0, nc, bbuf, bcap) };
+                    // In-place B: only a last partial panel is packed.
+                    let from = if self.b_direct { nc / NR * NR } else { 0 };
+                    if from < nc {
+                        // SAFETY: the block is inside B; `bbuf` holds `bcap` floats.
+                        unsafe { self.pack_b(jc, nc, pc, kc, from, nc - from, bbuf, bcap) };
+                    }
                     bbuf.cast_const()
                 } else {
                     // SAFETY: prepacked parts start at column 0 (`run_parallel`).
@@ -383,7 +399,10 @@ impl Job {
                 for ic in (i0..i1).step_by(self.mc) {
                     let mc = self.mc.min(i1 - ic);
                     // SAFETY: the block is inside A and C; B is packed.
-                    unsafe { self.block(abuf, acap, bp, (ic, mc), (jc, nc), (pc, kc), (0, nc)) };
+                    unsafe {
+                        let b = (bp, self.b_direct && self.prepacked.is_null());
+                        self.block(abuf, acap, b, (ic, mc), (jc, nc), (pc, kc), (0, nc))
+                    };
                 }
             }
         }
@@ -484,7 +503,7 @@ impl Job {
                                 self.block(
                                     abuf,
                                     acap,
-                                    bp.get(),
+                                    (bp.get(), false),
                                     (ic, mc),
                                     (jc, nc),
                                     (pc, kc),
@@ -580,7 +599,7 @@ impl Job {
         &self,
         abuf: *mut f32,
         acap: usize,
-        bbuf: *const f32,
+        (bbuf, b_in_place): (*const f32, bool),
         (ic, mc): (usize, usize),
         (jc, _nc): (usize, usize),
         (pc, kc): (usize, usize),
@@ -625,7 +644,11 @@ impl Job {
                 // all inside A) or their packed panel; panel `jr / NR` of
                 // packed B, `kc` deep; the tile's valid part is inside C.
                 unsafe {
-                    let bp = bbuf.add(jr * kc);
+                    let bp = if b_in_place && t.cols == NR {
+                        PanelB::InPlace(self.b.at(pc, j0).ptr, self.b.rs)
+                    } else {
+                        PanelB::Packed(bbuf.add(jr * kc))
+                    };
                     if ir < packed_from {
                         let ap = a_blk.at(ir, 0).ptr;
                         run_tile::<true>(kc, ap, self.a.rs, bp, t);
@@ -843,19 +866,24 @@ fn borrow<R>(
 /// As for [`kernel::tile`].
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-unsafe fn run_tile<const DIRECT: bool>(
-    kc: usize,
-    a: *const f32,
-    ars: usize,
-    b: *const f32,
-    t: Tile,
-) {
-    // SAFETY: forwarded contract; a ≤ 16-column panel is packed 16 wide.
+unsafe fn run_tile<const DIRECT: bool>(kc: usize, a: *const f32, ars: usize, b: PanelB, t: Tile) {
+    // SAFETY: forwarded contract; a ≤ 16-column packed panel is 16 wide.
     unsafe {
-        if t.cols <= 16 {
-            kernel::tile::<MR, 1, DIRECT>(kc, a, ars, b, t)
-        } else {
-            kernel::tile::<MR, NV, DIRECT>(kc, a, ars, b, t)
+        match b {
+            PanelB::Packed(p) if t.cols <= 16 => {
+                kernel::tile::<MR, 1, DIRECT>(kc, a, ars, (p, 16), t)
+            }
+            PanelB::Packed(p) => kernel::tile::<MR, NV, DIRECT>(kc, a, ars, (p, NR), t),
+            PanelB::InPlace(p, rs) => kernel::tile::<MR, NV, DIRECT>(kc, a, ars, (p, rs), t),
         }
     }
+}
+
+/// Where a tile's `kc × NR` panel of B is read.
+#[derive(Clone, Copy)]
+enum PanelB {
+    /// Packed: `p·NR + j` (`p·16 + j` for a last panel of at most 16 columns).
+    Packed(*const f32),
+    /// A full panel of a row-major B read in place: `p·rs + j`.
+    InPlace(*const f32, usize),
 }
