@@ -270,6 +270,87 @@ pub(crate) fn finish_row(act: Activation, c: &mut [f32], extra: Extra, bias: Row
     }
 }
 
+/// [`finish_row`] on the `rows` rows of a full tile of the AVX-512 GEMM:
+/// `W` contiguous elements each, `rs` apart, in one call (its constants set
+/// up once, each row's loop exactly `W / 16` vectors).
+///
+/// # Safety
+/// The CPU supports AVX-512F, AVX-512VL/DQ/BW and FMA. For `i < rows`,
+/// `c + i·rs` is valid for reads and writes of `W` floats, and so are
+/// `pre + i·rs` and `deriv + i·rs` for writes unless null; none of these
+/// rows overlap or are accessed by anyone else during the call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+pub(crate) unsafe fn finish_tile_avx512<const W: usize>(
+    act: Activation,
+    (c, rs, rows): (*mut f32, usize, usize),
+    pre: *mut f32,
+    deriv: *mut f32,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        match act {
+            Activation::Identity => tile_rows::<W>((c, rs, rows), pre, deriv, |z| z, |z| (z, 1.0)),
+            Activation::Gelu => tile_rows::<W>((c, rs, rows), pre, deriv, gelu, gelu_with_grad),
+            Activation::GeluTanh => {
+                tile_rows::<W>((c, rs, rows), pre, deriv, gelu_tanh, gelu_tanh_with_grad)
+            }
+            Activation::Relu => {
+                tile_rows::<W>((c, rs, rows), pre, deriv, relu, |z| (relu(z), relu_grad(z)))
+            }
+        }
+    }
+}
+
+/// The loops of [`finish_tile_avx512`]: one per combination of outputs, as
+/// [`activate`]'s, over fixed-length rows.
+///
+/// # Safety
+/// As for [`finish_tile_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_rows<const W: usize>(
+    (c, rs, rows): (*mut f32, usize, usize),
+    pre: *mut f32,
+    deriv: *mut f32,
+    f: impl Fn(f32) -> f32,
+    fd: impl Fn(f32) -> (f32, f32),
+) {
+    // SAFETY: row `i < rows` of each non-null output holds `W` floats that
+    // are ours alone (the caller's contract).
+    let row = |p: *mut f32, i: usize| unsafe { &mut *p.add(i * rs).cast::<[f32; W]>() };
+    for i in 0..rows {
+        let y = row(c, i);
+        match (pre.is_null(), deriv.is_null()) {
+            (true, true) => {
+                for x in y.iter_mut() {
+                    *x = f(*x);
+                }
+            }
+            (false, true) => {
+                let p = row(pre, i);
+                for j in 0..W {
+                    p[j] = y[j];
+                    y[j] = f(y[j]);
+                }
+            }
+            (true, false) => {
+                let d = row(deriv, i);
+                for j in 0..W {
+                    (y[j], d[j]) = fd(y[j]);
+                }
+            }
+            (false, false) => {
+                let (p, d) = (row(pre, i), row(deriv, i));
+                for j in 0..W {
+                    p[j] = y[j];
+                    (y[j], d[j]) = fd(y[j]);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
 fn finish_avx512(act: Activation, c: &mut [f32], extra: Extra, bias: RowBias) {

@@ -72,6 +72,7 @@ use rayon::prelude::*;
 use super::epilogue::{self, Activation, Bias, Epilogue, Extra, RowBias};
 use super::fresh::RawOut;
 use super::{MatMut, MatRef, PARALLEL_MIN_WORK, work};
+use crate::elementwise::{Isa, isa};
 use kernel::{Tile, TileBias};
 use pack::Src;
 
@@ -679,6 +680,18 @@ impl Job {
         // SAFETY: an output laid out like C contains the tile.
         let at = |p: *mut f32| (!p.is_null()).then(|| unsafe { p.add(offset) });
         let (pre, deriv) = (at(self.pre), at(self.deriv));
+        if t.cs == 1 && t.cols == NR && matches!(isa(), Isa::Avx512) {
+            let null = std::ptr::null_mut();
+            // SAFETY: `isa()` detected the CPU features the epilogue's
+            // AVX-512 loops are compiled for (as `epilogue::finish_row`
+            // does); the tile's rows hold `NR` contiguous elements of C and
+            // of the extra outputs, ours alone.
+            unsafe {
+                let out = (pre.unwrap_or(null), deriv.unwrap_or(null));
+                epilogue::finish_tile_avx512::<NR>(self.act, (t.c, t.rs, t.rows), out.0, out.1)
+            };
+            return;
+        }
         for i in 0..t.rows {
             if t.cs == 1 {
                 // SAFETY: row `i < rows` of the tile: `cols` contiguous
