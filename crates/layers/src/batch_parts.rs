@@ -27,10 +27,11 @@ pub fn batch_parts(model: &dyn Module, batch: usize) -> usize {
     }
 }
 
-/// `parts` contiguous row ranges covering `0..batch`, sizes differing by at
-/// most one (the first ones larger).
+/// `min(parts, batch)` contiguous row ranges (at least one) covering
+/// `0..batch`, sizes differing by at most one (the first ones larger): no
+/// part is empty unless the batch is.
 pub fn part_rows(batch: usize, parts: usize) -> Vec<Range<usize>> {
-    let parts = parts.max(1);
+    let parts = parts.clamp(1, batch.max(1));
     let (base, extra) = (batch / parts, batch % parts);
     let mut start = 0;
     (0..parts)
@@ -43,8 +44,8 @@ pub fn part_rows(batch: usize, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Forward and backward of one batch of `batch` rows cut into `parts`
-/// ([`part_rows`]), run side by side: `part(i, rows)` runs part `i`'s forward
+/// Forward and backward of one batch of `batch` rows cut into (at most)
+/// `parts` ([`part_rows`]), run side by side: `part(i, rows)` runs part `i`'s forward
 /// and returns its loss (a mean over `rows`, one element) and anything else
 /// the caller wants back (its logits). Each loss is back-propagated with the
 /// weight `rows.len() / batch`; the leaves' gradients are added in part order
@@ -124,7 +125,8 @@ mod tests {
         assert_eq!(part_rows(128, 2), [0..64, 64..128]);
         assert_eq!(part_rows(7, 2), [0..4, 4..7]);
         assert_eq!(part_rows(5, 3), [0..2, 2..4, 4..5]);
-        assert_eq!(part_rows(1, 2), [0..1, 1..1]);
+        assert_eq!(part_rows(1, 2), vec![(0..1)]);
+        assert_eq!(part_rows(3, 5), [0..1, 1..2, 2..3]);
         assert_eq!(part_rows(9, 1), vec![(0..9)]);
     }
 

@@ -399,7 +399,8 @@ impl Job {
                 };
                 for ic in (i0..i1).step_by(self.mc) {
                     let mc = self.mc.min(i1 - ic);
-                    // SAFETY: the block is inside A and C; B is packed.
+                    // SAFETY: the block is inside A and C; B's block is packed,
+                    // or read in place but for its packed partial panel.
                     unsafe {
                         let b = (bp, self.b_direct && self.prepacked.is_null());
                         self.block(abuf, acap, b, (ic, mc), (jc, nc), (pc, kc), (0, nc))
@@ -643,7 +644,9 @@ impl Job {
                 };
                 // SAFETY: rows `ir .. ir + MR` of the A block (read in place,
                 // all inside A) or their packed panel; panel `jr / NR` of
-                // packed B, `kc` deep; the tile's valid part is inside C.
+                // packed B, `kc` deep, or a full panel of B in place (rows
+                // `pc .. pc + kc`, columns `j0 .. j0 + NR`, all inside B);
+                // the tile's valid part is inside C.
                 unsafe {
                     let bp = if b_in_place && t.cols == NR {
                         PanelB::InPlace(self.b.at(pc, j0).ptr, self.b.rs)
