@@ -316,11 +316,15 @@ unsafe fn tile_rows<const W: usize>(
     f: impl Fn(f32) -> f32,
     fd: impl Fn(f32) -> (f32, f32),
 ) {
-    // SAFETY: row `i < rows` of each non-null output holds `W` floats that
-    // are ours alone (the caller's contract).
-    let row = |p: *mut f32, i: usize| unsafe { &mut *p.add(i * rs).cast::<[f32; W]>() };
+    // SAFETY: row `i < rows` of C holds `W` floats, stored by the kernel
+    // just before, ours alone (the caller's contract).
+    let row = |i: usize| unsafe { &mut *c.add(i * rs).cast::<[f32; W]>() };
+    // SAFETY: row `i < rows` of a non-null extra output holds `W` slots, ours
+    // alone; they may be uninitialised (a fresh product's), so only written.
+    let slots =
+        |p: *mut f32, i: usize| unsafe { &mut *p.add(i * rs).cast::<[MaybeUninit<f32>; W]>() };
     for i in 0..rows {
-        let y = row(c, i);
+        let y = row(i);
         match (pre.is_null(), deriv.is_null()) {
             (true, true) => {
                 for x in y.iter_mut() {
@@ -328,23 +332,25 @@ unsafe fn tile_rows<const W: usize>(
                 }
             }
             (false, true) => {
-                let p = row(pre, i);
+                let p = slots(pre, i);
                 for j in 0..W {
-                    p[j] = y[j];
+                    p[j] = MaybeUninit::new(y[j]);
                     y[j] = f(y[j]);
                 }
             }
             (true, false) => {
-                let d = row(deriv, i);
+                let d = slots(deriv, i);
                 for j in 0..W {
-                    (y[j], d[j]) = fd(y[j]);
+                    let (v, g) = fd(y[j]);
+                    (y[j], d[j]) = (v, MaybeUninit::new(g));
                 }
             }
             (false, false) => {
-                let (p, d) = (row(pre, i), row(deriv, i));
+                let (p, d) = (slots(pre, i), slots(deriv, i));
                 for j in 0..W {
-                    p[j] = y[j];
-                    (y[j], d[j]) = fd(y[j]);
+                    p[j] = MaybeUninit::new(y[j]);
+                    let (v, g) = fd(y[j]);
+                    (y[j], d[j]) = (v, MaybeUninit::new(g));
                 }
             }
         }
