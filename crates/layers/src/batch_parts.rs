@@ -146,10 +146,11 @@ mod tests {
     }
 
     /// An MLP classifier's gradients from a batch cut in parts: within f32
-    /// rounding of one pass over the whole batch, the same loss, the same
-    /// bits for one and two threads and every run.
+    /// rounding of one pass over the whole batch, the same loss, and the same
+    /// bits whether the parts run side by side or one after the other (on a
+    /// one-thread share), run after run.
     #[test]
-    fn parts_give_the_whole_batch_gradient_on_any_thread_count() {
+    fn parts_give_the_whole_batch_gradient_side_by_side_or_in_turn() {
         let mlp = Mlp::new(6, 16, 5, Activation::Gelu, 0.0, 3).unwrap();
         let x = Tensor::randn(&[9, 6], 0.0, 1.0, 4).unwrap();
         let labels: Vec<usize> = (0..9).map(|i| (i * 3) % 5).collect();
