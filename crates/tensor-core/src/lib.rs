@@ -21,6 +21,7 @@ pub mod shape_ops;
 mod strided_copy;
 pub mod tensor;
 pub mod threads;
+mod vectorized;
 
 pub use error::{Result, TensorError};
 pub use random::Rng;

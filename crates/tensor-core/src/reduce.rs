@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use crate::error::fmt_shape;
+use crate::vectorized::vectorized;
 use crate::{Result, Tensor, TensorError, threads};
 
 /// Output rows per parallel task.
@@ -134,35 +135,41 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
     // Columns `j0..j0 + acc.len()`: for each outer index in `outers`
     // (ascending) add the row sums over `inner`; rows are read contiguously,
     // and each column's accumulation order is fixed, so the split into
-    // blocks changes nothing.
+    // blocks changes nothing. Compiled for the CPU's vector width (the same
+    // bits on every path).
     let block = |outers: Range<usize>, j0: usize, acc: &mut [f64]| {
-        let n = acc.len();
-        let row = |o: usize| &data[(o * mid + j0) * inner..][..n];
-        let mut outers = outers;
-        if inner == 1 {
-            // Eight rows per pass over `acc`, each column still summed in
-            // row order: the same bits as one row at a time, with an eighth
-            // of the loads and stores of the f64 accumulators.
-            while outers.len() >= 8 {
-                let rows: [&[f32]; 8] = std::array::from_fn(|r| row(outers.start + r));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = rows.iter().fold(*a, |s, r| s + r[j] as f64);
+        vectorized(
+            #[inline(always)]
+            || {
+                let n = acc.len();
+                let row = |o: usize| &data[(o * mid + j0) * inner..][..n];
+                let mut outers = outers;
+                if inner == 1 {
+                    // Eight rows per pass over `acc`, each column still summed in
+                    // row order: the same bits as one row at a time, with an eighth
+                    // of the loads and stores of the f64 accumulators.
+                    while outers.len() >= 8 {
+                        let rows: [&[f32]; 8] = std::array::from_fn(|r| row(outers.start + r));
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            *a = rows.iter().fold(*a, |s, r| s + r[j] as f64);
+                        }
+                        outers.start += 8;
+                    }
                 }
-                outers.start += 8;
-            }
-        }
-        for o in outers {
-            if inner == 1 {
-                acc.iter_mut()
-                    .zip(row(o))
-                    .for_each(|(a, &v)| *a += v as f64);
-            } else {
-                let base = (o * mid + j0) * inner;
-                for (k, a) in acc.iter_mut().enumerate() {
-                    *a += sum64(&data[base + k * inner..base + (k + 1) * inner]);
+                for o in outers {
+                    if inner == 1 {
+                        acc.iter_mut()
+                            .zip(row(o))
+                            .for_each(|(a, &v)| *a += v as f64);
+                    } else {
+                        let base = (o * mid + j0) * inner;
+                        for (k, a) in acc.iter_mut().enumerate() {
+                            *a += sum64(&data[base + k * inner..base + (k + 1) * inner]);
+                        }
+                    }
                 }
-            }
-        }
+            },
+        )
     };
     let mut out = vec![0f64; mid];
     if data.len() > PAR_MIN && mid > COLS {
@@ -197,6 +204,7 @@ fn sum_outer_inner(t: &Tensor, axes: &[usize]) -> Option<Vec<f64>> {
 
 /// Sum in f64 over eight interleaved lanes combined in a fixed order: the
 /// same result on every run and thread count, and it vectorizes.
+#[inline(always)]
 fn sum64(r: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = r.chunks_exact(8);
@@ -475,6 +483,27 @@ mod tests {
                 .abs()
                 < 1e-2
         );
+    }
+
+    /// The column and row sums compiled for the CPU's vector width give
+    /// the same bits as the base (SSE2) build: a bias gradient's
+    /// `[rows, 128]` (few columns, runs of rows in parallel), many columns,
+    /// and sums over a trailing axis.
+    #[test]
+    fn vector_and_base_paths_give_the_same_bits() {
+        use crate::vectorized::tests::on_both_paths;
+        let bits = |t: Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let bias_grad = Tensor::randn(&[3139, 128], 0.0, 1.0, 31).unwrap();
+        let wide = Tensor::randn(&[13, 3000], 0.0, 1.0, 32).unwrap();
+        let three = Tensor::randn(&[9, 40, 131], 0.0, 1.0, 33).unwrap();
+        on_both_paths(|| {
+            [
+                bits(bias_grad.sum(&[0], false).unwrap()),
+                bits(wide.sum(&[0], false).unwrap()),
+                bits(three.sum(&[0, 2], false).unwrap()),
+                bits(three.sum(&[2], false).unwrap()),
+            ]
+        });
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::{PAR_MIN_ELEMS, centered_sums, check_eps, param_vec, shifted_sums};
 use crate::error::fmt_shape;
 use crate::fill::filled;
 use crate::threads::install;
+use crate::vectorized::vectorized;
 use crate::{Result, Tensor, TensorError};
 
 /// Output of [`layer_norm`]: the result and the statistics backward needs.
@@ -89,46 +90,47 @@ pub fn layer_norm(
 
     let mut mean = vec![0f32; rows];
     let mut rstd = vec![0f32; rows];
-    type Row<'a> = (
-        usize,
-        ((&'a mut [MaybeUninit<f32>], &'a mut f32), &'a mut f32),
-    );
-    let row = |(r, ((yr, m), s)): Row| {
-        let xr = &xs[r * c..(r + 1) * c];
-        let k = xr[0] as f64;
-        let (s1, s2) = shifted_sums(xr, k);
-        let n = c as f64;
-        let dm = s1 / n;
-        let var = ((s2 - s1 * dm) / n).max(0.0);
-        let mu = k + dm;
-        let rs = 1.0 / (var + eps).sqrt();
-        *m = mu as f32;
-        *s = rs as f32;
-        for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(&w).zip(&b) {
-            o.write(((v as f64 - mu) * rs) as f32 * wi + bi);
-        }
+    // Rows from `r0`: their outputs, means and reciprocal deviations.
+    type Rows<'a> = (&'a mut [MaybeUninit<f32>], (&'a mut [f32], &'a mut [f32]));
+    let rows_from = |r0: usize, (y, (m, s)): Rows| {
+        vectorized(
+            #[inline(always)]
+            || {
+                let it = y.chunks_mut(c).zip(m.iter_mut().zip(s.iter_mut()));
+                for (r, (yr, (m, s))) in (r0..).zip(it) {
+                    let xr = &xs[r * c..(r + 1) * c];
+                    let k = xr[0] as f64;
+                    let (s1, s2) = shifted_sums(xr, k);
+                    let n = c as f64;
+                    let dm = s1 / n;
+                    let var = ((s2 - s1 * dm) / n).max(0.0);
+                    let mu = k + dm;
+                    let rs = 1.0 / (var + eps).sqrt();
+                    *m = mu as f32;
+                    *s = rs as f32;
+                    for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(&w).zip(&b) {
+                        o.write(((v as f64 - mu) * rs) as f32 * wi + bi);
+                    }
+                }
+            },
+        )
     };
     let fill = |y: &mut [MaybeUninit<f32>]| {
         if rows * c < PAR_MIN_ELEMS {
-            y.chunks_mut(c)
-                .zip(mean.iter_mut())
-                .zip(rstd.iter_mut())
-                .enumerate()
-                .for_each(row);
+            rows_from(0, (y, (&mut mean, &mut rstd)));
         } else {
-            let min_rows = (PAR_MIN_ELEMS / 8 / c).max(1);
+            let task = (PAR_MIN_ELEMS / 8 / c).max(1);
             install(|| {
-                y.par_chunks_mut(c)
-                    .zip(mean.par_iter_mut())
-                    .zip(rstd.par_iter_mut())
+                y.par_chunks_mut(task * c)
+                    .zip(mean.par_chunks_mut(task).zip(rstd.par_chunks_mut(task)))
                     .enumerate()
-                    .with_min_len(min_rows)
-                    .for_each(row)
+                    .for_each(|(t, part)| rows_from(t * task, part))
             });
         }
     };
     // SAFETY: `y`'s `rows` rows of `c ≥ 1` elements (`rows_cols` refuses
-    // empty rows) pair up with `mean` and `rstd`; `row` writes each of them.
+    // empty rows) pair up with `mean` and `rstd`; `rows_from` writes each of
+    // them.
     let y = unsafe { filled(rows * c, fill) };
     let lead = &x.shape()[..x.ndim() - 1];
     Ok(LayerNormOutput {
@@ -192,31 +194,36 @@ pub fn layer_norm_backward(
     // Each chunk of rows writes its dx rows and returns its partial
     // [dweight (C) | dbias (C)] in f64.
     let chunk = |(ci, dxc): (usize, &mut [MaybeUninit<f32>])| -> Vec<f64> {
-        let mut part = vec![0f64; 2 * c];
-        let (pw, pb) = part.split_at_mut(c);
-        for (j, dxr) in dxc.chunks_mut(c).enumerate() {
-            let r = ci * rpc + j;
-            let xr = &xs[r * c..(r + 1) * c];
-            let dyr = &dys[r * c..(r + 1) * c];
-            let (mu, rs) = (mean[r] as f64, rstd[r] as f64);
-            let (sg, sgxc) = centered_sums(dyr, xr, Some(&w), mu);
-            // mean(g) and mean(g·x̂), x̂ = (x − mean)·rstd.
-            let (mg, mgx) = (sg / c as f64, sgxc * rs / c as f64);
-            let it = dxr
-                .iter_mut()
-                .zip(xr)
-                .zip(dyr)
-                .zip(&w)
-                .zip(pw.iter_mut().zip(pb.iter_mut()));
-            for ((((o, &xv), &d), &wv), (pwi, pbi)) in it {
-                let xhat = (xv as f64 - mu) * rs;
-                let d = d as f64;
-                o.write((rs * (d * wv as f64 - mg - xhat * mgx)) as f32);
-                *pwi += d * xhat;
-                *pbi += d;
-            }
-        }
-        part
+        vectorized(
+            #[inline(always)]
+            || {
+                let mut part = vec![0f64; 2 * c];
+                let (pw, pb) = part.split_at_mut(c);
+                for (j, dxr) in dxc.chunks_mut(c).enumerate() {
+                    let r = ci * rpc + j;
+                    let xr = &xs[r * c..(r + 1) * c];
+                    let dyr = &dys[r * c..(r + 1) * c];
+                    let (mu, rs) = (mean[r] as f64, rstd[r] as f64);
+                    let (sg, sgxc) = centered_sums(dyr, xr, Some(&w), mu);
+                    // mean(g) and mean(g·x̂), x̂ = (x − mean)·rstd.
+                    let (mg, mgx) = (sg / c as f64, sgxc * rs / c as f64);
+                    let it = dxr
+                        .iter_mut()
+                        .zip(xr)
+                        .zip(dyr)
+                        .zip(&w)
+                        .zip(pw.iter_mut().zip(pb.iter_mut()));
+                    for ((((o, &xv), &d), &wv), (pwi, pbi)) in it {
+                        let xhat = (xv as f64 - mu) * rs;
+                        let d = d as f64;
+                        o.write((rs * (d * wv as f64 - mg - xhat * mgx)) as f32);
+                        *pwi += d * xhat;
+                        *pbi += d;
+                    }
+                }
+                part
+            },
+        )
     };
     let mut parts: Vec<Vec<f64>> = Vec::new();
     let fill = |dx: &mut [MaybeUninit<f32>]| {

@@ -29,6 +29,7 @@
 //! ```
 
 mod batch_norm;
+mod lane_sums;
 mod layer_norm;
 #[cfg(test)]
 pub(crate) mod test_util;
@@ -89,20 +90,14 @@ fn combine(a: [f64; 8]) -> f64 {
 }
 
 /// `(Σ(x−k), Σ(x−k)²)` in f64: 8 interleaved partial sums over full blocks of
-/// 8 (vectorisable), combined in a fixed order, then the tail in order.
+/// 8 ([`lane_sums::shifted`]), combined in a fixed order, then the tail in
+/// order.
+#[inline(always)]
 pub(crate) fn shifted_sums(x: &[f32], k: f64) -> (f64, f64) {
-    let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
-    let blocks = x.chunks_exact(8);
-    let tail = blocks.remainder();
-    for xb in blocks {
-        for l in 0..8 {
-            let d = xb[l] as f64 - k;
-            a[l] += d;
-            b[l] += d * d;
-        }
-    }
+    let full = x.len() / 8 * 8;
+    let (a, b) = lane_sums::shifted(&x[..full], k);
     let (mut sa, mut sb) = (combine(a), combine(b));
-    for &v in tail {
+    for &v in &x[full..] {
         let d = v as f64 - k;
         sa += d;
         sb += d * d;
@@ -112,36 +107,11 @@ pub(crate) fn shifted_sums(x: &[f32], k: f64) -> (f64, f64) {
 
 /// `(Σ g, Σ g·(x−m))` with `g = dy·w` (`w` = 1 when `None`), in f64, in the
 /// fixed lane order of [`shifted_sums`].
+#[inline(always)]
 pub(crate) fn centered_sums(dy: &[f32], x: &[f32], w: Option<&[f32]>, m: f64) -> (f64, f64) {
-    let (mut a, mut b) = ([0f64; 8], [0f64; 8]);
     let n = dy.len().min(x.len());
     let full = n / 8 * 8;
-    let (dyb, xb) = (&dy[..full], &x[..full]);
-    match w {
-        Some(w) => {
-            let wb = &w[..full];
-            for ((d8, x8), w8) in dyb
-                .chunks_exact(8)
-                .zip(xb.chunks_exact(8))
-                .zip(wb.chunks_exact(8))
-            {
-                for l in 0..8 {
-                    let g = d8[l] as f64 * w8[l] as f64;
-                    a[l] += g;
-                    b[l] += g * (x8[l] as f64 - m);
-                }
-            }
-        }
-        None => {
-            for (d8, x8) in dyb.chunks_exact(8).zip(xb.chunks_exact(8)) {
-                for l in 0..8 {
-                    let g = d8[l] as f64;
-                    a[l] += g;
-                    b[l] += g * (x8[l] as f64 - m);
-                }
-            }
-        }
-    }
+    let (a, b) = lane_sums::centered(&dy[..full], &x[..full], w.map(|w| &w[..full]), m);
     let (mut sa, mut sb) = (combine(a), combine(b));
     for i in full..n {
         let g = dy[i] as f64 * w.map_or(1.0, |w| w[i] as f64);

@@ -578,3 +578,20 @@ fn errors_name_the_op_and_what_was_expected() {
         EB,
     );
 }
+
+/// BatchNorm's statistics and gradients use the lane sums that run with
+/// AVX-512 intrinsics where the CPU has them: the same bits as the base
+/// loops (planes of 49, so every channel sum has a tail).
+#[test]
+fn vector_and_base_paths_give_the_same_bits() {
+    use crate::vectorized::tests::on_both_paths;
+    let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let x = Tensor::randn(&[6, 5, 7, 7], 0.5, 2.0, 21).unwrap();
+    let dy = Tensor::randn(&[6, 5, 7, 7], 0.0, 1.0, 22).unwrap();
+    let (w, b) = params(5, true, 23);
+    on_both_paths(|| {
+        let f = batch_norm_train(&x, w.as_ref(), b.as_ref(), None, None, 0.1, 1e-5).unwrap();
+        let g = batch_norm_backward(&dy, &x, &f.mean, &f.invstd, w.as_ref()).unwrap();
+        [&f.y, &f.mean, &f.invstd, &g.dx, &g.dweight, &g.dbias].map(bits)
+    });
+}

@@ -317,3 +317,35 @@ fn errors_name_the_op_and_what_was_expected() {
         B,
     );
 }
+
+/// The bits of a tensor's elements (so `-0.0` and `0.0` differ).
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec().iter().map(|v| v.to_bits()).collect()
+}
+
+/// The rows compiled for AVX-512 (and the intrinsic lane sums) give the same
+/// bits as the base (SSE2) build of the same loops: rows of 128 (whole
+/// blocks of 8) and of 131 (a tail), one chunk and parallel chunks, with and
+/// without the affine parameters.
+#[test]
+fn vector_and_base_paths_give_the_same_bits() {
+    use crate::vectorized::tests::on_both_paths;
+    for (rows, c) in [(5, 128), (300, 131), (260, 128)] {
+        let x = Tensor::randn(&[rows, c], 0.5, 2.0, 11).unwrap();
+        let dy = Tensor::randn(&[rows, c], 0.0, 1.0, 12).unwrap();
+        let w = Tensor::randn(&[c], 1.0, 0.3, 13).unwrap();
+        let b = Tensor::randn(&[c], 0.0, 0.3, 14).unwrap();
+        for affine in [false, true] {
+            let (w, b) = if affine {
+                (Some(&w), Some(&b))
+            } else {
+                (None, None)
+            };
+            on_both_paths(|| {
+                let f = layer_norm(&x, w, b, 1e-5).unwrap();
+                let g = layer_norm_backward(&dy, &x, &f.mean, &f.rstd, w).unwrap();
+                [&f.y, &f.mean, &f.rstd, &g.dx, &g.dweight, &g.dbias].map(bits)
+            });
+        }
+    }
+}
