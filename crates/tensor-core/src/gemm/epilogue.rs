@@ -283,20 +283,20 @@ pub(crate) fn finish_row(act: Activation, c: &mut [f32], extra: Extra, bias: Row
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
 pub(crate) unsafe fn finish_tile_avx512<const W: usize>(
     act: Activation,
-    (c, rs, rows): (*mut f32, usize, usize),
-    pre: *mut f32,
-    deriv: *mut f32,
+    tile: (*mut f32, usize, usize),
+    (pre, deriv): (*mut f32, *mut f32),
 ) {
     // SAFETY: forwarded contract.
     unsafe {
         match act {
-            Activation::Identity => tile_rows::<W>((c, rs, rows), pre, deriv, |z| z, |z| (z, 1.0)),
-            Activation::Gelu => tile_rows::<W>((c, rs, rows), pre, deriv, gelu, gelu_with_grad),
+            Activation::Identity => tile_rows::<W>(tile, (pre, deriv), |z| z, |z| (z, 1.0)),
+            Activation::Gelu => tile_rows::<W>(tile, (pre, deriv), gelu, gelu_with_grad),
             Activation::GeluTanh => {
-                tile_rows::<W>((c, rs, rows), pre, deriv, gelu_tanh, gelu_tanh_with_grad)
+                tile_rows::<W>(tile, (pre, deriv), gelu_tanh, gelu_tanh_with_grad)
             }
             Activation::Relu => {
-                tile_rows::<W>((c, rs, rows), pre, deriv, relu, |z| (relu(z), relu_grad(z)))
+                let fd = |z| (relu(z), relu_grad(z));
+                tile_rows::<W>(tile, (pre, deriv), relu, fd)
             }
         }
     }
@@ -311,8 +311,7 @@ pub(crate) unsafe fn finish_tile_avx512<const W: usize>(
 #[inline(always)]
 unsafe fn tile_rows<const W: usize>(
     (c, rs, rows): (*mut f32, usize, usize),
-    pre: *mut f32,
-    deriv: *mut f32,
+    (pre, deriv): (*mut f32, *mut f32),
     f: impl Fn(f32) -> f32,
     fd: impl Fn(f32) -> (f32, f32),
 ) {

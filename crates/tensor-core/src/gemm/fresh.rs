@@ -49,6 +49,12 @@ pub struct FreshEpilogue<'a> {
     pub pre_activation: bool,
     /// Also return the derivative `act′(z)` ([`Epilogue::derivative`]).
     pub derivative: bool,
+    /// Multiply the result elementwise by this matrix after the activation,
+    /// `C = act(α·A·B + bias) ⊙ M`; laid out like the output (`batch`
+    /// row-major `m × n` matrices, one after the other). A backward pass
+    /// `dZ = (dY·W) ⊙ act′(Z)` is then one product, without a separate
+    /// pass over its result. Does not change the extra outputs.
+    pub multiplier: Option<&'a [f32]>,
 }
 
 /// The outputs of a fresh product: `batch` row-major `m × n` matrices each,
@@ -64,12 +70,14 @@ pub struct Fresh {
 }
 
 /// Raw pointers to a product's outputs (`pre`, `deriv` null when not
-/// wanted), for the kernel that writes them without reading.
+/// wanted), for the kernel that writes them without reading, and to the
+/// multiplier laid out like them (read only; null when none).
 #[derive(Clone, Copy)]
 pub(crate) struct RawOut {
     pub c: *mut f32,
     pub pre: *mut f32,
     pub deriv: *mut f32,
+    pub mul: *const f32,
 }
 
 // SAFETY: a `RawOut` is handed to exactly one task, which alone writes the
@@ -94,6 +102,7 @@ impl RawOut {
             c: shift(self.c),
             pre: shift(self.pre),
             deriv: shift(self.deriv),
+            mul: shift(self.mul.cast_mut()).cast_const(),
         }
     }
 }
@@ -203,6 +212,17 @@ fn fresh(
         ..Epilogue::default()
     };
     inputs.check(op, m, n, len)?;
+    if let Some(mul) = epilogue.multiplier
+        && mul.len() != len
+    {
+        return Err(TensorError::shape(
+            op,
+            format!(
+                "a multiplier of {len} elements ({batch} × {m} × {n}, laid out like the output)"
+            ),
+            format!("{} elements", mul.len()),
+        ));
+    }
     #[cfg(target_arch = "x86_64")]
     if let Kernel::Avx512(native) = kernel
         && len > 0
@@ -235,6 +255,9 @@ fn fresh(
             c: c.as_mut_ptr(),
             pre: ptr(&mut pre),
             deriv: ptr(&mut deriv),
+            mul: epilogue
+                .multiplier
+                .map_or(std::ptr::null(), <[f32]>::as_ptr),
         };
         let items: Vec<_> = (0..batch)
             .map(|i| {
@@ -251,9 +274,10 @@ fn fresh(
             .collect();
         let (bias, act) = (epilogue.bias, epilogue.act);
         dispatch(items, work(batch, m, k, n), |(ai, bi, o), inside| {
-            // SAFETY: A and B validated for the batch, `k ≥ 1`, the bias
-            // checked; each item writes its own `m·n` floats of the outputs'
-            // capacity, which nothing else touches until they are returned.
+            // SAFETY: A and B validated for the batch, `k ≥ 1`, the bias and
+            // multiplier checked; each item writes its own `m·n` floats of
+            // the outputs' capacity, which nothing else touches until they
+            // are returned (and reads the multiplier's at the same offsets).
             unsafe { native.gemm_into(alpha, (ai, bi), o, bias, act, inside) }
         });
         let set = |v: &mut Vec<f32>| {
@@ -314,6 +338,9 @@ fn fresh(
             (c_mat, m * n),
             epi,
         )?;
+        if let Some(mul) = epilogue.multiplier {
+            c.iter_mut().zip(mul).for_each(|(c, &m)| *c *= m);
+        }
     }
     Ok(Fresh {
         c,

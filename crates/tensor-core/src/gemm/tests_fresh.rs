@@ -7,7 +7,8 @@ use super::tests::{backends, operand, randv};
 use super::*;
 use crate::Rng;
 
-/// One fresh product against `gemm_batched_with` into zeroed buffers.
+/// One fresh product against `gemm_batched_with` into zeroed buffers (and,
+/// with `mul`, a multiplier against multiplying its result afterwards).
 #[allow(clippy::too_many_arguments)]
 fn check(
     rng: &mut Rng,
@@ -17,7 +18,7 @@ fn check(
     shared_a: bool,
     row_bias: bool,
     act: Activation,
-    (pre, deriv): (bool, bool),
+    (pre, deriv, mul): (bool, bool, bool),
 ) {
     let (a1, ars, acs) = operand(rng, m, k, ta);
     let a_stride = if shared_a { 0 } else { m * k };
@@ -41,6 +42,7 @@ fn check(
     };
     let a = MatRef::new(&av, m, k, ars, acs).unwrap();
     let b = MatRef::new(&bv, k, n, brs, bcs).unwrap();
+    let multiplier = randv(rng, batch * m * n);
     for backend in backends() {
         let len = batch * m * n;
         // The general entry point needs room for one C even when batch = 0.
@@ -67,14 +69,19 @@ fn check(
             epi,
         )
         .unwrap();
+        if mul {
+            c.iter_mut().zip(&multiplier).for_each(|(c, &m)| *c *= m);
+        }
         let fe = FreshEpilogue {
             bias,
             act,
             pre_activation: pre,
             derivative: deriv,
+            multiplier: mul.then_some(&multiplier[..]),
         };
         let got = gemm_batched_fresh_with(backend, batch, 1.5, a, a_stride, b, k * n, fe).unwrap();
-        let what = format!("{backend:?} batch {batch} {m}×{k}×{n} t{ta}{tb} {act:?} {pre} {deriv}");
+        let what =
+            format!("{backend:?} batch {batch} {m}×{k}×{n} t{ta}{tb} {act:?} {pre} {deriv} {mul}");
         let bits = |v: &[f32]| v[..len].iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got.c), bits(&c), "C of {what}");
         assert_eq!(
@@ -113,7 +120,8 @@ fn fresh_products_equal_products_into_zeroed_buffers() {
     for (i, &(batch, mkn)) in shapes.iter().enumerate() {
         let act = acts[i % acts.len()];
         let trans = (i % 3 == 1, i % 2 == 1);
-        let extra = [(false, false), (true, false), (false, true), (true, true)][i % 4];
+        let (pre, deriv) = [(false, false), (true, false), (false, true), (true, true)][i % 4];
+        let extra = (pre, deriv, i % 3 == 2);
         check(
             &mut rng,
             batch,
@@ -132,7 +140,7 @@ fn fresh_products_equal_products_into_zeroed_buffers() {
             true,
             false,
             Activation::Gelu,
-            (false, true),
+            (false, true, true),
         );
     }
 }
@@ -152,6 +160,7 @@ fn fresh_outputs_never_read_stale_memory() {
         act: Activation::Gelu,
         pre_activation: true,
         derivative: true,
+        multiplier: None,
     };
     let want = gemm_fresh(1.0, a, b, epi).unwrap();
     for _ in 0..4 {
@@ -187,6 +196,16 @@ fn bad_fresh_products_are_errors() {
     let e = gemm_batched_fresh_with(Backend::Auto, 5, 1.0, a, 0, b, 15, FreshEpilogue::default())
         .unwrap_err();
     assert!(e.to_string().contains("75"), "{e}");
+    let wrong = FreshEpilogue {
+        multiplier: Some(&v[..9]),
+        ..FreshEpilogue::default()
+    };
+    let e = gemm_fresh(1.0, a, b, wrong).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("multiplier of 10 elements") && m.contains("9 elements"),
+        "{m}"
+    );
 }
 
 /// Products with B packed in advance equal products packing it per call,
@@ -217,6 +236,7 @@ fn packed_products_equal_fresh_products() {
             act: [Activation::Gelu, Activation::Identity, Activation::Relu][i % 3],
             pre_activation: i % 2 == 0,
             derivative: true,
+            multiplier: None,
         };
         let want = gemm_fresh(1.25, a, b, epi).unwrap();
         for threads in [1, 2, 3] {

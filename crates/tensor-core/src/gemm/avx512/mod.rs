@@ -145,17 +145,18 @@ impl Avx512 {
         unsafe { job.run(false) }
     }
 
-    /// `act(α·A·B + bias)` (β = 0, `k ≥ 1`) into the row-major `m × n`
-    /// matrices at `out`, which may be uninitialised memory: every element
-    /// of C is stored without being read, and every element of the extra
-    /// outputs is written by the epilogue (`finish` is set whenever one is
-    /// wanted). Parallel inside over the current pool when `inside`.
+    /// `act(α·A·B + bias)` (β = 0, `k ≥ 1`), times `out.mul` elementwise
+    /// unless null, into the row-major `m × n` matrices at `out`, which may
+    /// be uninitialised memory: every element of C is stored without being
+    /// read, and every element of the extra outputs is written by the
+    /// epilogue (`finish` is set whenever one is wanted). Parallel inside
+    /// over the current pool when `inside`.
     ///
     /// # Safety
     /// `a` and `b` are valid (validated) with `a.cols ≥ 1`, the bias matches
     /// the `m × n` output; `out.c` (and `out.pre`, `out.deriv` unless null)
     /// are valid for writes of `m·n` floats that nothing else accesses
-    /// during the call.
+    /// during the call; `out.mul` is null or valid for reads of `m·n` floats.
     pub(crate) unsafe fn gemm_into(
         self,
         alpha: f32,
@@ -195,6 +196,11 @@ struct Job {
     act: Activation,
     pre: *mut f32,
     deriv: *mut f32,
+    /// The multiplier applied after the activation, laid out like C, or null:
+    /// each row block of C once its tiles are finished, while it is in L2
+    /// (its rows read as sequential streams; per tile, the multiplier's 14
+    /// scattered row pieces cost more than a separate pass).
+    mul: *const f32,
     /// Block sizes: k blocks of at most `kc`, `mc`/`nc` whole panels.
     kc: usize,
     mc: usize,
@@ -248,6 +254,7 @@ impl Job {
             deriv: epi
                 .derivative
                 .map_or(std::ptr::null_mut(), <[f32]>::as_mut_ptr),
+            mul: std::ptr::null(),
         };
         Job::raw(
             alpha,
@@ -309,6 +316,7 @@ impl Job {
             act,
             pre: out.pre,
             deriv: out.deriv,
+            mul: out.mul,
             finish,
             kc,
             // Whole panels only: packing writes full `MR`/`NR`-wide panels.
@@ -668,6 +676,39 @@ impl Job {
                 }
             }
         }
+        if last && !self.mul.is_null() {
+            // SAFETY: the block's rows and columns are inside C, finished
+            // above and ours alone; the multiplier is laid out like C.
+            unsafe { self.multiply_block((ic, mc), (jc + q0, jc + q1)) };
+        }
+    }
+
+    /// `C ⊙= M` on rows `i0 .. i0 + rows`, columns `j0 .. j1` of C.
+    ///
+    /// # Safety
+    /// AVX-512F; the block is inside C, ours alone; `self.mul` is laid out
+    /// like C.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn multiply_block(&self, (i0, rows): (usize, usize), (j0, j1): (usize, usize)) {
+        for i in i0..i0 + rows {
+            let at = i * self.crs + j0 * self.ccs;
+            if self.ccs == 1 {
+                // SAFETY: row `i`'s columns `j0 .. j1` of C and of the
+                // multiplier, contiguous; C's ours alone.
+                let (c, m) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(self.c.add(at), j1 - j0),
+                        std::slice::from_raw_parts(self.mul.add(at), j1 - j0),
+                    )
+                };
+                c.iter_mut().zip(m).for_each(|(c, &m)| *c *= m);
+            } else {
+                for j in 0..j1 - j0 {
+                    // SAFETY: element `(i, j0 + j)` of C and the multiplier.
+                    unsafe { *self.c.add(at + j * self.ccs) *= *self.mul.add(at + j * self.ccs) };
+                }
+            }
+        }
     }
 }
 
@@ -691,7 +732,7 @@ impl Job {
             // of the extra outputs, ours alone.
             unsafe {
                 let out = (pre.unwrap_or(null), deriv.unwrap_or(null));
-                epilogue::finish_tile_avx512::<NR>(self.act, (t.c, t.rs, t.rows), out.0, out.1)
+                epilogue::finish_tile_avx512::<NR>(self.act, (t.c, t.rs, t.rows), out)
             };
             return;
         }
