@@ -36,6 +36,12 @@ impl Dropout {
         check_drop_prob("Dropout", p)?;
         Ok(Dropout { p })
     }
+
+    /// Whether the forward in `ctx` returns its input unchanged (rate 0, or
+    /// not training), drawing no mask.
+    pub fn is_identity(&self, ctx: &Ctx) -> bool {
+        !ctx.training() || self.p == 0.0
+    }
 }
 
 /// Err unless `0 ≤ p ≤ 1` (NaN rejected; `p = 1` drops everything, as in
@@ -53,7 +59,7 @@ pub(crate) fn check_drop_prob(op: &'static str, p: f32) -> Result<()> {
 
 impl Module for Dropout {
     fn forward(&self, x: &Var, ctx: &Ctx) -> Result<Var> {
-        if !ctx.training() || self.p == 0.0 {
+        if self.is_identity(ctx) {
             return Ok(x.clone());
         }
         x.dropout(self.p, true, &mut ctx.rng())

@@ -140,6 +140,17 @@ impl Linear {
         let packed = self.packed.get(&self.weight.value())?;
         linear_packed(x, &packed, self.bias.as_ref(), act)
     }
+
+    /// The weight and bias for an op that takes them directly (such as
+    /// [`ops::mlp`]) and records onto the tape: drops the inference packing,
+    /// as [`Linear::forward_act`] with a tape does.
+    pub fn for_tape(&self) -> ops::Dense<'_> {
+        self.packed.clear();
+        ops::Dense {
+            weight: &self.weight,
+            bias: self.bias.as_ref(),
+        }
+    }
 }
 
 impl Module for Linear {

@@ -3,7 +3,10 @@
 //!
 //! `fc1 → act → drop → fc2 → drop` over the last dimension: `[…, in] → […, hidden]
 //! → […, out]`, with `fc1`'s bias and the activation fused into its GEMM's
-//! epilogue (`allmlp_autograd::ops::linear_act`), in training and inference. Parameters as timm names them: `fc1.weight [hidden, in]`,
+//! epilogue (`allmlp_autograd::ops::linear_act`), in training and inference.
+//! With a tape and no dropout between the layers, both run as one op
+//! (`allmlp_autograd::ops::mlp`: the same values and gradients, one pass
+//! fewer in backward). Parameters as timm names them: `fc1.weight [hidden, in]`,
 //! `fc1.bias [hidden]`, `fc2.weight [out, hidden]`, `fc2.bias [out]`. Both
 //! Linears get PyTorch's default init (timm's Mlp does not re-initialise;
 //! the models do). Both dropouts use the same probability, each drawing its
@@ -22,7 +25,7 @@
 
 use allmlp_autograd::ops;
 use allmlp_autograd::tensor_core::{Rng, TensorError};
-use allmlp_autograd::{Result, Var};
+use allmlp_autograd::{Result, Var, is_grad_enabled};
 
 use crate::dropout::Dropout;
 use crate::linear::Linear;
@@ -127,6 +130,13 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Var, ctx: &Ctx) -> Result<Var> {
+        if is_grad_enabled() && self.drop1.is_identity(ctx) {
+            // One op for both layers: its backward multiplies by the
+            // activation's derivative inside fc2's input-gradient product.
+            let fc = (self.fc1.for_tape(), self.fc2.for_tape());
+            let y = ops::mlp(x, fc.0, self.act.fused(), fc.1)?;
+            return self.drop2.forward(&y, ctx);
+        }
         let h = self.fc1.forward_act(x, self.act.fused())?;
         let h = self.drop1.forward(&h, ctx)?;
         self.drop2.forward(&self.fc2.forward(&h, ctx)?, ctx)

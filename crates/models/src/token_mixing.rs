@@ -25,10 +25,10 @@
 //! # Ok::<(), allmlp_models::layers::autograd::AutogradError>(())
 //! ```
 
-use allmlp_layers::autograd::ops::{Activation, left_linear};
+use allmlp_layers::autograd::ops::{Activation, left_linear, left_mlp};
 use allmlp_layers::autograd::tensor_core::TensorError;
 use allmlp_layers::autograd::tensor_core::error::fmt_shape;
-use allmlp_layers::autograd::{Result, Var};
+use allmlp_layers::autograd::{Result, Var, is_grad_enabled};
 use allmlp_layers::{Ctx, Linear, Mlp, Module};
 
 /// `fc` over the token axis: `x [B, S, C]` → `W [D, S] · x + b [D, 1]` = `[B, D, C]`.
@@ -41,6 +41,12 @@ pub fn token_linear(fc: &Linear, x: &Var) -> Result<Var> {
 
 /// [`token_linear`] followed by `act`, fused into the GEMM's epilogue.
 fn token_linear_act(fc: &Linear, x: &Var, act: Activation) -> Result<Var> {
+    check_tokens(fc, x)?;
+    left_linear(x, &fc.weight, fc.bias.as_ref(), act)
+}
+
+/// `x` is `[B, S, C]` with the `S` tokens `fc` mixes.
+fn check_tokens(fc: &Linear, x: &Var) -> Result<()> {
     let (s_in, _) = fc.features();
     let s = x.shape();
     if s.len() != 3 || s[1] != s_in {
@@ -51,12 +57,20 @@ fn token_linear_act(fc: &Linear, x: &Var, act: Activation) -> Result<Var> {
         )
         .into());
     }
-    left_linear(x, &fc.weight, fc.bias.as_ref(), act)
+    Ok(())
 }
 
 /// timm's token MLP `fc2(drop(act(fc1(·))))` (then dropout) applied over the
 /// token axis with [`token_linear`]: `x [B, S, C]` → `[B, S_out, C]`.
 pub fn token_mlp(mlp: &Mlp, x: &Var, ctx: &Ctx) -> Result<Var> {
+    if is_grad_enabled() && mlp.drop1.is_identity(ctx) {
+        // One op for both layers (`ops::left_mlp`): the same values and
+        // gradients, one pass fewer in backward.
+        check_tokens(&mlp.fc1, x)?;
+        let fc = (mlp.fc1.for_tape(), mlp.fc2.for_tape());
+        let y = left_mlp(x, fc.0, mlp.act.fused(), fc.1)?;
+        return mlp.drop2.forward(&y, ctx);
+    }
     let h = token_linear_act(&mlp.fc1, x, mlp.act.fused())?;
     let h = mlp.drop1.forward(&h, ctx)?;
     mlp.drop2.forward(&token_linear(&mlp.fc2, &h)?, ctx)

@@ -9,7 +9,9 @@
 //! recording. Backward: `dZ = dY ⊙ act′(Z)`, `dx = Wᵀ·dZ` (batched, shared
 //! weight), `dW = Σ_batch dZ·xᵀ`, `db = Σ_{batch, C} dZ`.
 
-use allmlp_tensor_core::gemm::{Backend, Bias, Fresh, MatRef, gemm_batched_fresh_with};
+use allmlp_tensor_core::gemm::{
+    Backend, Bias, Fresh, FreshEpilogue, MatRef, gemm_batched_fresh_with,
+};
 use allmlp_tensor_core::{Tensor, TensorError};
 
 use super::linear::{Activation, activation_backward, fused_epilogue, records};
@@ -36,27 +38,78 @@ impl Function for LeftLinear {
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let g = activation_backward(self.d.as_ref(), g)?;
-        let dx = if needs[0] {
-            Some(t_last(&self.w)?.matmul(&g)?)
-        } else {
-            None
-        };
-        let dw = if needs[1] {
-            Some(g.matmul(&t_last(&self.x)?)?.sum_to(self.w.shape())?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            grads.push(if needs[2] {
-                let d = self.w.shape()[0];
-                Some(g.sum_to(&[d, 1])?.reshape(&[d])?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        left_linear_grads(&self.x, &self.w, self.has_bias, &g, needs)
     }
+}
+
+/// The gradients `[dx, dW, db]` (`db` only with a bias) of `z = W·x + b·1ᵀ`
+/// from `dZ` (`[.., D, C]`), each `None` where `needs` says so:
+/// `dx = Wᵀ·dZ` (batched, shared weight), `dW = Σ_batch dZ·xᵀ`,
+/// `db = Σ_{batch, C} dZ`.
+pub(crate) fn left_linear_grads(
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    dz: &Tensor,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let dx = if needs[0] {
+        Some(t_last(w)?.matmul(dz)?)
+    } else {
+        None
+    };
+    let dw = if needs[1] {
+        Some(dz.matmul(&t_last(x)?)?.sum_to(w.shape())?)
+    } else {
+        None
+    };
+    let mut grads = vec![dx, dw];
+    if has_bias {
+        grads.push(if needs[2] {
+            let d = w.shape()[0];
+            Some(dz.sum_to(&[d, 1])?.reshape(&[d])?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
+}
+
+/// `dZ = (Wᵀ·dY) ⊙ m`: the input gradient of `y = W·h + b·1ᵀ` (`W [S, D]`,
+/// `dY [.., S, C]`) times `m`, laid out like `h` (`shape`, `[.., D, C]`), in
+/// one batched product (the same one `Wᵀ.matmul(dY)` runs): a token MLP's
+/// gradient at its hidden pre-activation, `m` being the activation's
+/// derivative there (`None`: no multiplication).
+pub(crate) fn left_input_grad_times(
+    dy: &Tensor,
+    w: &Tensor,
+    m: Option<&Tensor>,
+    shape: &[usize],
+) -> Result<Tensor> {
+    let (s, d) = (w.shape()[0], w.shape()[1]);
+    let c = shape[shape.len() - 1];
+    let batch: usize = shape[..shape.len() - 2].iter().product();
+    let (g, w, m) = (dy.contiguous(), w.contiguous(), m.map(Tensor::contiguous));
+    let epilogue = FreshEpilogue {
+        multiplier: m.as_ref().map(|m| m.as_slice().expect("contiguous")),
+        ..FreshEpilogue::default()
+    };
+    let out = if batch * d * c == 0 {
+        Vec::new()
+    } else {
+        gemm_batched_fresh_with(
+            Backend::Auto,
+            batch,
+            1.0,
+            MatRef::row_major(w.as_slice().expect("contiguous"), s, d)?.t(),
+            0,
+            MatRef::row_major(g.as_slice().expect("contiguous"), s, c)?,
+            s * c,
+            epilogue,
+        )?
+        .c
+    };
+    Ok(Tensor::from_vec(out, shape)?)
 }
 
 /// `act(W·x + b·1ᵀ)` for `x [.., S, C]` (rank ≥ 2), `weight [D, S]`,
@@ -75,28 +128,55 @@ impl Function for LeftLinear {
 /// # Ok::<(), allmlp_autograd::AutogradError>(())
 /// ```
 pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -> Result<Var> {
+    let record = records(&[Some(x), Some(weight), bias]);
+    let w = weight.value().contiguous();
+    let xv = x.value().contiguous();
+    let (y, d) = left_linear_forward(&xv, &w, bias.map(Var::value).as_ref(), act, record)?;
+    if !record {
+        return Ok(Var::constant(y));
+    }
+    let f = LeftLinear {
+        x: xv,
+        w,
+        has_bias: bias.is_some(),
+        d,
+    };
+    Ok(match bias {
+        Some(b) => Var::from_op(y, &[x, weight, b], f),
+        None => Var::from_op(y, &[x, weight], f),
+    })
+}
+
+/// `(act(W·x + b·1ᵀ), act′(W·x + b·1ᵀ))`, the derivative only when
+/// `record`ing and `act` is not the identity: [`left_linear`]'s values,
+/// checked.
+pub(crate) fn left_linear_forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    record: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     const OP: &str = "left_linear";
-    let (xv, w) = (x.value(), weight.value());
-    let r = xv.ndim();
-    if w.ndim() != 2 || r < 2 || xv.shape()[r - 2] != w.shape()[1] {
+    let r = x.ndim();
+    if w.ndim() != 2 || r < 2 || x.shape()[r - 2] != w.shape()[1] {
         return Err(TensorError::shape(
             OP,
             "input [.., S, C] and weight [D, S] with matching `S`",
-            format!("input {:?}, weight {:?}", xv.shape(), w.shape()),
+            format!("input {:?}, weight {:?}", x.shape(), w.shape()),
         )
         .into());
     }
-    let (d, s, c) = (w.shape()[0], w.shape()[1], xv.shape()[r - 1]);
-    let bv = bias.map(|b| b.value().contiguous());
+    let (d, s, c) = (w.shape()[0], w.shape()[1], x.shape()[r - 1]);
+    let bv = bias.map(Tensor::contiguous);
     if let Some(b) = &bv {
         b.expect_shape(OP, &[d])?;
     }
-    let batch: usize = xv.shape()[..r - 2].iter().product();
-    let xc = xv.contiguous();
+    let batch: usize = x.shape()[..r - 2].iter().product();
+    let xc = x.contiguous();
     let wc = w.contiguous();
-    let mut shape = xv.shape().to_vec();
+    let mut shape = x.shape().to_vec();
     shape[r - 2] = d;
-    let record = records(&[Some(x), Some(weight), bias]);
     let epilogue = fused_epilogue(bv.as_ref(), Bias::PerRow, act, record);
     let Fresh {
         c: y,
@@ -119,20 +199,8 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
             epilogue,
         )?
     };
-    let y = Tensor::from_vec(y, &shape)?;
-    if !record {
-        return Ok(Var::constant(y));
-    }
-    let f = LeftLinear {
-        x: xc,
-        w: wc,
-        has_bias: bias.is_some(),
-        d: dact.map(|v| Tensor::from_vec(v, &shape)).transpose()?,
-    };
-    Ok(match bias {
-        Some(b) => Var::from_op(y, &[x, weight, b], f),
-        None => Var::from_op(y, &[x, weight], f),
-    })
+    let dact = dact.map(|v| Tensor::from_vec(v, &shape)).transpose()?;
+    Ok((Tensor::from_vec(y, &shape)?, dact))
 }
 
 #[cfg(test)]

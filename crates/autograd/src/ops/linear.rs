@@ -81,37 +81,77 @@ impl Function for Linear {
     }
 
     fn backward(&self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let (out_f, in_f) = (self.w.shape()[0], self.w.shape()[1]);
         let g = activation_backward(self.d.as_ref(), g)?;
-        let (g, rows) = as_matrix(&g, out_f)?;
-        let gs = g.as_slice().expect("contiguous");
-        let w = self.w.contiguous();
-        let gm = MatRef::row_major(gs, rows, out_f)?;
-        let dx = if needs[0] {
-            let wm = MatRef::row_major(w.as_slice().expect("contiguous"), out_f, in_f)?;
-            let dx = gemm_fresh(1.0, gm, wm, FreshEpilogue::default())?.c;
-            Some(Tensor::from_vec(dx, self.x.shape())?)
-        } else {
-            None
-        };
-        let dw = if needs[1] {
-            let (x, _) = as_matrix(&self.x, in_f)?;
-            let xm = MatRef::row_major(x.as_slice().expect("contiguous"), rows, in_f)?;
-            let dw = gemm_fresh(1.0, gm.t(), xm, FreshEpilogue::default())?.c;
-            Some(Tensor::from_vec(dw, &[out_f, in_f])?)
-        } else {
-            None
-        };
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            grads.push(if needs[2] {
-                Some(g.reshape(&[rows, out_f])?.sum(&[0], false)?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        linear_grads(&self.x, &self.w, self.has_bias, &g, needs)
     }
+}
+
+/// The gradients `[dx, dW, db]` (`db` only with a bias) of `z = x·Wᵀ + b`
+/// from `dZ` (`[.., out]`, the gradient at the pre-activation), each `None`
+/// where `needs` says so: `dX = dZ·W`, `dW = dZᵀ·X` (one GEMM over all
+/// rows), `db = Σ_rows dZ`.
+pub(crate) fn linear_grads(
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    dz: &Tensor,
+    needs: &[bool],
+) -> Result<Vec<Option<Tensor>>> {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let (g, rows) = as_matrix(dz, out_f)?;
+    let gs = g.as_slice().expect("contiguous");
+    let w = w.contiguous();
+    let gm = MatRef::row_major(gs, rows, out_f)?;
+    let dx = if needs[0] {
+        let wm = MatRef::row_major(w.as_slice().expect("contiguous"), out_f, in_f)?;
+        let dx = gemm_fresh(1.0, gm, wm, FreshEpilogue::default())?.c;
+        Some(Tensor::from_vec(dx, x.shape())?)
+    } else {
+        None
+    };
+    let dw = if needs[1] {
+        let (x, _) = as_matrix(x, in_f)?;
+        let xm = MatRef::row_major(x.as_slice().expect("contiguous"), rows, in_f)?;
+        let dw = gemm_fresh(1.0, gm.t(), xm, FreshEpilogue::default())?.c;
+        Some(Tensor::from_vec(dw, &[out_f, in_f])?)
+    } else {
+        None
+    };
+    let mut grads = vec![dx, dw];
+    if has_bias {
+        grads.push(if needs[2] {
+            Some(g.reshape(&[rows, out_f])?.sum(&[0], false)?)
+        } else {
+            None
+        });
+    }
+    Ok(grads)
+}
+
+/// `dZ = (dY·W) ⊙ m`: the input gradient of `y = h·Wᵀ + b` (`W [out, in]`,
+/// `dY [.., out]`) times `m`, laid out like `h` (`shape`), in one product:
+/// an [`Mlp`](super::mlp)'s gradient at its hidden pre-activation, `m` being
+/// the activation's derivative there (`None`: no multiplication).
+pub(crate) fn input_grad_times(
+    dy: &Tensor,
+    w: &Tensor,
+    m: Option<&Tensor>,
+    shape: &[usize],
+) -> Result<Tensor> {
+    let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
+    let (g, rows) = as_matrix(dy, out_f)?;
+    let w = w.contiguous();
+    let gm = MatRef::row_major(g.as_slice().expect("contiguous"), rows, out_f)?;
+    let wm = MatRef::row_major(w.as_slice().expect("contiguous"), out_f, in_f)?;
+    let m = m.map(Tensor::contiguous);
+    let epilogue = FreshEpilogue {
+        multiplier: m.as_ref().map(|m| m.as_slice().expect("contiguous")),
+        ..FreshEpilogue::default()
+    };
+    Ok(Tensor::from_vec(
+        gemm_fresh(1.0, gm, wm, epilogue)?.c,
+        shape,
+    )?)
 }
 
 /// `x·Wᵀ + b` for `x [.., in]`, `weight [out, in]`, optional `bias [out]`
@@ -136,23 +176,48 @@ pub fn linear(x: &Var, weight: &Var, bias: Option<&Var>) -> Result<Var> {
 /// # Ok::<(), allmlp_autograd::AutogradError>(())
 /// ```
 pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -> Result<Var> {
+    let record = records(&[Some(x), Some(weight), bias]);
+    let w = weight.value().contiguous();
+    let (y, d) = linear_forward(&x.value(), &w, bias.map(Var::value).as_ref(), act, record)?;
+    if !record {
+        return Ok(Var::constant(y));
+    }
+    let f = Linear {
+        x: x.value(),
+        w,
+        has_bias: bias.is_some(),
+        d,
+    };
+    Ok(match bias {
+        Some(b) => Var::from_op(y, &[x, weight, b], f),
+        None => Var::from_op(y, &[x, weight], f),
+    })
+}
+
+/// `(act(x·Wᵀ + b), act′(x·Wᵀ + b))`, the derivative only when `record`ing
+/// and `act` is not the identity: [`linear_act`]'s values, checked.
+pub(crate) fn linear_forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    act: Activation,
+    record: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     const OP: &str = "linear";
-    let (xv, w) = (x.value(), weight.value());
-    if w.ndim() != 2 || xv.ndim() == 0 || xv.shape()[xv.ndim() - 1] != w.shape()[1] {
+    if w.ndim() != 2 || x.ndim() == 0 || x.shape()[x.ndim() - 1] != w.shape()[1] {
         return Err(TensorError::shape(
             OP,
             "input [.., in] and weight [out, in] with matching `in`",
-            format!("input {:?}, weight {:?}", xv.shape(), w.shape()),
+            format!("input {:?}, weight {:?}", x.shape(), w.shape()),
         )
         .into());
     }
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
-    let bv = bias.map(|b| b.value().contiguous());
+    let bv = bias.map(Tensor::contiguous);
     if let Some(b) = &bv {
         b.expect_shape(OP, &[out_f])?;
     }
-    let (xm, rows) = as_matrix(&xv, in_f)?;
-    let record = records(&[Some(x), Some(weight), bias]);
+    let (xm, rows) = as_matrix(x, in_f)?;
     let wc = w.contiguous();
     let epilogue = fused_epilogue(bv.as_ref(), Bias::PerColumn, act, record);
     let Fresh {
@@ -165,22 +230,10 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
         MatRef::row_major(wc.as_slice().expect("contiguous"), out_f, in_f)?.t(),
         epilogue,
     )?;
-    let mut shape = xv.shape().to_vec();
+    let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("rank >= 1") = out_f;
-    let y = Tensor::from_vec(y, &shape)?;
-    if !record {
-        return Ok(Var::constant(y));
-    }
-    let f = Linear {
-        x: xv,
-        w: wc,
-        has_bias: bias.is_some(),
-        d: d.map(|d| Tensor::from_vec(d, &shape)).transpose()?,
-    };
-    Ok(match bias {
-        Some(b) => Var::from_op(y, &[x, weight, b], f),
-        None => Var::from_op(y, &[x, weight], f),
-    })
+    let d = d.map(|d| Tensor::from_vec(d, &shape)).transpose()?;
+    Ok((Tensor::from_vec(y, &shape)?, d))
 }
 
 /// `act(x·Wᵀ + b)` with `Wᵀ` packed in advance (`weight_t`, a [`PackedB`]

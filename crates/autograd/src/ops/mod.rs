@@ -7,6 +7,7 @@ mod dropout;
 mod left_linear;
 mod linear;
 mod matmul;
+mod mlp;
 mod patch;
 mod reduce;
 mod scale_shift;
@@ -15,6 +16,7 @@ mod unary;
 
 pub use left_linear::left_linear;
 pub use linear::{Activation, linear, linear_act, linear_packed};
+pub use mlp::{Dense, left_mlp, mlp};
 pub use scale_shift::scale_shift;
 mod conv;
 mod pool;
