@@ -10,7 +10,7 @@
 //! weight), `dW = Σ_batch dZ·xᵀ`, `db = Σ_{batch, C} dZ`.
 
 use allmlp_tensor_core::gemm::{
-    Backend, Bias, Fresh, FreshEpilogue, MatRef, gemm_batched_fresh_with,
+    Backend, Bias, Fresh, FreshEpilogue, MatRef, gemm_batched_fresh_with, gemm_sum_nt,
 };
 use allmlp_tensor_core::{Tensor, TensorError};
 
@@ -44,7 +44,8 @@ impl Function for LeftLinear {
 
 /// The gradients `[dx, dW, db]` (`db` only with a bias) of `z = W·x + b·1ᵀ`
 /// from `dZ` (`[.., D, C]`), each `None` where `needs` says so:
-/// `dx = Wᵀ·dZ` (batched, shared weight), `dW = Σ_batch dZ·xᵀ`,
+/// `dx = Wᵀ·dZ` (batched, shared weight), `dW = Σ_batch dZ·xᵀ` (one
+/// [`gemm_sum_nt`]: the batch summed in its accumulators),
 /// `db = Σ_{batch, C} dZ`.
 pub(crate) fn left_linear_grads(
     x: &Tensor,
@@ -59,7 +60,17 @@ pub(crate) fn left_linear_grads(
         None
     };
     let dw = if needs[1] {
-        Some(dz.matmul(&t_last(x)?)?.sum_to(w.shape())?)
+        let (d, s) = (w.shape()[0], w.shape()[1]);
+        let c = x.shape()[x.ndim() - 1];
+        let batch: usize = x.shape()[..x.ndim() - 2].iter().product();
+        let (g, x) = (dz.contiguous(), x.contiguous());
+        let (gs, xs) = (
+            g.as_slice().expect("contiguous"),
+            x.as_slice().expect("contiguous"),
+        );
+        let a = MatRef::row_major(gs, d, c)?;
+        let dw = gemm_sum_nt(1.0, batch, a, d * c, MatRef::row_major(xs, s, c)?, s * c)?;
+        Some(Tensor::from_vec(dw, &[d, s])?)
     } else {
         None
     };

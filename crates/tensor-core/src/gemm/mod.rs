@@ -38,6 +38,7 @@ mod layout;
 mod packed;
 mod portable;
 pub mod profile;
+mod sum_nt;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use epilogue::{Activation, Bias, Epilogue};
 pub use fresh::{Fresh, FreshEpilogue, gemm_batched_fresh_with, gemm_fresh, gemm_fresh_packed};
 pub use layout::{MatMut, MatRef};
 pub use packed::PackedB;
+pub use sum_nt::gemm_sum_nt;
 
 use rayon::prelude::*;
 
