@@ -12,7 +12,7 @@
 //! Transposes are strides, never copies.
 
 use allmlp_tensor_core::gemm::{
-    Bias, Fresh, FreshEpilogue, MatRef, PackedB, gemm_fresh, gemm_fresh_packed,
+    Bias, Fresh, FreshEpilogue, MatRef, PackedB, gemm_fresh, gemm_fresh_packed, padded_rows,
 };
 use allmlp_tensor_core::{Tensor, TensorError};
 
@@ -89,7 +89,7 @@ impl Function for Linear {
 /// The gradients `[dx, dW, db]` (`db` only with a bias) of `z = x·Wᵀ + b`
 /// from `dZ` (`[.., out]`, the gradient at the pre-activation), each `None`
 /// where `needs` says so: `dX = dZ·W`, `dW = dZᵀ·X` (one GEMM over all
-/// rows), `db = Σ_rows dZ`.
+/// rows, or its transpose when that pads less), `db = Σ_rows dZ`.
 pub(crate) fn linear_grads(
     x: &Tensor,
     w: &Tensor,
@@ -112,8 +112,20 @@ pub(crate) fn linear_grads(
     let dw = if needs[1] {
         let (x, _) = as_matrix(x, in_f)?;
         let xm = MatRef::row_major(x.as_slice().expect("contiguous"), rows, in_f)?;
-        let dw = gemm_fresh(1.0, gm.t(), xm, FreshEpilogue::default())?.c;
-        Some(Tensor::from_vec(dw, &[out_f, in_f])?)
+        // `dW` or `dWᵀ` (the same bits), whichever pads fewer rows of tiles:
+        // 128 output features pad to 140, 512 input ones to 518.
+        let waste = |m: usize, n: usize| (padded_rows(m) - m) * n;
+        if waste(in_f, out_f) < waste(out_f, in_f) {
+            let dwt = gemm_fresh(1.0, xm.t(), gm, FreshEpilogue::default())?.c;
+            Some(
+                Tensor::from_vec(dwt, &[in_f, out_f])?
+                    .transpose(0, 1)?
+                    .contiguous(),
+            )
+        } else {
+            let dw = gemm_fresh(1.0, gm.t(), xm, FreshEpilogue::default())?.c;
+            Some(Tensor::from_vec(dw, &[out_f, in_f])?)
+        }
     } else {
         None
     };

@@ -142,6 +142,19 @@ impl Kernel {
     }
 }
 
+/// The rows an `m`-row product computes on this CPU: `m` rounded up to the
+/// kernel's row tile (14 with AVX-512), the last tile padded with zeros. A
+/// caller free to compute a product or its transpose (a weight gradient
+/// `dW` or `dWᵀ`: the same bits either way, each element the same sum) can
+/// pick the orientation that pads less.
+pub fn padded_rows(m: usize) -> usize {
+    match Kernel::native() {
+        #[cfg(target_arch = "x86_64")]
+        Some(Kernel::Avx512(_)) => m.div_ceil(avx512::MR) * avx512::MR,
+        _ => m,
+    }
+}
+
 /// `C = α·A·B + β·C` for one matrix, on the kernel thread pool.
 pub fn gemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) -> Result<()> {
     gemm_with(Backend::Auto, alpha, a, b, beta, c)

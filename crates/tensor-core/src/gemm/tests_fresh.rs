@@ -253,3 +253,30 @@ fn packed_products_equal_fresh_products() {
     assert!(e.to_string().contains("B = [4, 3]"), "{e}");
     assert!(format!("{packed:?}").starts_with("PackedB(4×3"));
 }
+
+/// On the AVX-512 kernel a product and its transpose have the same bits
+/// (each element the same sum over k, in the same k blocks), so a caller may
+/// pick the orientation [`padded_rows`] pads less: a weight gradient's
+/// shapes, `dYᵀ·H` against `Hᵀ·dY`, over several k blocks and on the pool.
+#[test]
+fn products_and_their_transposes_have_the_same_bits() {
+    if Kernel::native().is_none() {
+        assert_eq!(padded_rows(13), 13);
+        return;
+    }
+    assert_eq!((padded_rows(128), padded_rows(512), padded_rows(14)), (140, 518, 14));
+    let mut rng = Rng::new(24);
+    for (rows, out_f, in_f) in [(3136, 128, 512), (700, 33, 70), (5, 3, 4)] {
+        let (dy, h) = (randv(&mut rng, rows * out_f), randv(&mut rng, rows * in_f));
+        let dym = MatRef::row_major(&dy, rows, out_f).unwrap();
+        let hm = MatRef::row_major(&h, rows, in_f).unwrap();
+        let dw = gemm_fresh(1.0, dym.t(), hm, FreshEpilogue::default()).unwrap().c;
+        let dwt = gemm_fresh(1.0, hm.t(), dym, FreshEpilogue::default()).unwrap().c;
+        for o in 0..out_f {
+            for i in 0..in_f {
+                let (a, b) = (dw[o * in_f + i], dwt[i * out_f + o]);
+                assert_eq!(a.to_bits(), b.to_bits(), "{rows}×{out_f}×{in_f} ({o}, {i})");
+            }
+        }
+    }
+}

@@ -77,7 +77,7 @@ use kernel::{Tile, TileBias};
 use pack::Src;
 
 /// Rows of the microkernel tile.
-const MR: usize = 14;
+pub(crate) const MR: usize = 14;
 /// Zmm vectors per tile row; the tile has `NR = 16·NV` columns.
 const NV: usize = 2;
 const NR: usize = 16 * NV;
