@@ -32,8 +32,9 @@
 //! # Ok::<(), allmlp_layers::autograd::AutogradError>(())
 //! ```
 
-use allmlp_autograd::ops::Conv2dParams;
+use allmlp_autograd::ops::{Conv2dParams, linear};
 use allmlp_autograd::tensor_core::error::fmt_shape;
+use allmlp_autograd::tensor_core::patch::PatchOrder;
 use allmlp_autograd::tensor_core::{Tensor, TensorError};
 use allmlp_autograd::{Result, Var};
 
@@ -126,6 +127,21 @@ impl PatchEmbed {
         let (gh, gw) = self.grid_size();
         gh * gw
     }
+
+    /// `P` while `proj` is the `P×P`, stride-`P` projection without padding
+    /// or groups that the constructors check (`None` if the public field
+    /// was replaced by another convolution).
+    fn patch_projection(&self) -> Option<usize> {
+        let ws = self.proj.weight.shape();
+        let prm = self.proj.params;
+        let p = *ws.get(2)?;
+        (ws.len() == 4
+            && ws[3] == p
+            && prm.stride == (p, p)
+            && prm.padding == (0, 0)
+            && prm.groups == 1)
+            .then_some(p)
+    }
 }
 
 impl Module for PatchEmbed {
@@ -143,6 +159,16 @@ impl Module for PatchEmbed {
                 fmt_shape(&s),
             )
             .into());
+        }
+        if let Some(p) = self.patch_projection() {
+            // The conv is a linear layer over patches: tokens come out
+            // contiguous `[B, S, D]` (the same sums, so the same values and
+            // gradients as the conv), not as the conv's `[B, D, S]`
+            // transposed, which every op after it would copy or walk with
+            // strides, in forward and backward.
+            let patches = x.patchify(p, PatchOrder::ChannelFirst)?;
+            let w = self.proj.weight.reshape(&[d, c * p * p])?;
+            return linear(&patches, &w, self.proj.bias.as_ref());
         }
         let y = self.proj.forward(x, ctx)?;
         y.reshape(&[s[0], d, self.num_patches()])?.transpose(1, 2)
@@ -228,5 +254,44 @@ mod tests {
         assert!(e.contains("PatchEmbed") && e.contains("5×6"), "{e}");
         let conv = Conv2d::new(3, 5, (2, 2), Conv2dParams::square(1, 0, 1), true, 0).unwrap();
         assert!(PatchEmbed::from_conv(conv, (4, 6)).is_err());
+    }
+
+    /// The stem's linear-over-patches forward against the conv it stands
+    /// for (`proj(x).flatten(2).transpose(1, 2)`): the same values, input
+    /// and parameter gradients bit for bit (each token the same 16- or
+    /// 48-term sum), at a batch whose products run on the pool.
+    #[test]
+    fn linear_over_patches_equals_the_conv() {
+        for (b, c, p, d) in [(2, 1, 4, 8), (64, 3, 4, 32), (3, 2, 2, 5)] {
+            let stem = PatchEmbed::new((8, 8), p, c, d, 7).unwrap();
+            let bias = Tensor::randn(&[d], 0.0, 1.0, 8).unwrap();
+            let stem =
+                PatchEmbed::from_tensors(stem.proj.weight.value(), Some(bias), (8, 8)).unwrap();
+            let x = Var::parameter(Tensor::randn(&[b, c, 8, 8], 0.0, 1.0, 9).unwrap());
+            let ctx = Ctx::train(1);
+            let run = |tokens: &Var| {
+                let r = Tensor::randn(&tokens.shape(), 0.0, 1.0, 10).unwrap();
+                tokens.backward_with(r).unwrap();
+                let params = [&stem.proj.weight, stem.proj.bias.as_ref().unwrap()];
+                let mut out = vec![tokens.value(), x.grad().unwrap()];
+                out.extend(params.iter().map(|v| v.grad().unwrap()));
+                for v in [&x].into_iter().chain(params) {
+                    v.zero_grad();
+                }
+                out
+            };
+            let fast = run(&stem.forward(&x, &ctx).unwrap());
+            let conv = stem.proj.forward(&x, &ctx).unwrap();
+            let n = stem.num_patches();
+            let conv = run(&conv.reshape(&[b, d, n]).unwrap().transpose(1, 2).unwrap());
+            assert!(fast[0].is_contiguous());
+            for (what, (f, s)) in ["tokens", "dx", "dW", "db"]
+                .iter()
+                .zip(fast.iter().zip(&conv))
+            {
+                let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(f), bits(s), "{what} of {b}×{c}, P = {p}, D = {d}");
+            }
+        }
     }
 }

@@ -264,14 +264,21 @@ fn products_and_their_transposes_have_the_same_bits() {
         assert_eq!(padded_rows(13), 13);
         return;
     }
-    assert_eq!((padded_rows(128), padded_rows(512), padded_rows(14)), (140, 518, 14));
+    assert_eq!(
+        (padded_rows(128), padded_rows(512), padded_rows(14)),
+        (140, 518, 14)
+    );
     let mut rng = Rng::new(24);
     for (rows, out_f, in_f) in [(3136, 128, 512), (700, 33, 70), (5, 3, 4)] {
         let (dy, h) = (randv(&mut rng, rows * out_f), randv(&mut rng, rows * in_f));
         let dym = MatRef::row_major(&dy, rows, out_f).unwrap();
         let hm = MatRef::row_major(&h, rows, in_f).unwrap();
-        let dw = gemm_fresh(1.0, dym.t(), hm, FreshEpilogue::default()).unwrap().c;
-        let dwt = gemm_fresh(1.0, hm.t(), dym, FreshEpilogue::default()).unwrap().c;
+        let dw = gemm_fresh(1.0, dym.t(), hm, FreshEpilogue::default())
+            .unwrap()
+            .c;
+        let dwt = gemm_fresh(1.0, hm.t(), dym, FreshEpilogue::default())
+            .unwrap()
+            .c;
         for o in 0..out_f {
             for i in 0..in_f {
                 let (a, b) = (dw[o * in_f + i], dwt[i * out_f + o]);
