@@ -14,7 +14,7 @@ use allmlp_tensor_core::gemm::{
 };
 use allmlp_tensor_core::{Tensor, TensorError};
 
-use super::linear::{Activation, activation_backward, fused_epilogue, records};
+use super::linear::{Activation, activation_backward, fused_epilogue, records, taped};
 use crate::{Function, Result, Var};
 
 struct LeftLinear {
@@ -152,10 +152,7 @@ pub fn left_linear(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) -
         has_bias: bias.is_some(),
         d,
     };
-    Ok(match bias {
-        Some(b) => Var::from_op(y, &[x, weight, b], f),
-        None => Var::from_op(y, &[x, weight], f),
-    })
+    Ok(taped(y, &[Some(x), Some(weight), bias], f))
 }
 
 /// `(act(W·x + b·1ᵀ), act′(W·x + b·1ᵀ))`, the derivative only when

@@ -200,10 +200,14 @@ pub fn linear_act(x: &Var, weight: &Var, bias: Option<&Var>, act: Activation) ->
         has_bias: bias.is_some(),
         d,
     };
-    Ok(match bias {
-        Some(b) => Var::from_op(y, &[x, weight, b], f),
-        None => Var::from_op(y, &[x, weight], f),
-    })
+    Ok(taped(y, &[Some(x), Some(weight), bias], f))
+}
+
+/// `y` recorded as `f`'s output over the inputs present (a layer's optional
+/// bias among them), in order.
+pub(crate) fn taped(y: Tensor, inputs: &[Option<&Var>], f: impl Function + 'static) -> Var {
+    let inputs: Vec<&Var> = inputs.iter().flatten().copied().collect();
+    Var::from_op(y, &inputs, f)
 }
 
 /// `(act(x·Wᵀ + b), act′(x·Wᵀ + b))`, the derivative only when `record`ing

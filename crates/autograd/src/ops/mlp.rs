@@ -20,7 +20,7 @@ use allmlp_tensor_core::TensorError;
 use allmlp_tensor_core::error::fmt_shape;
 
 use super::left_linear::{left_input_grad_times, left_linear_forward, left_linear_grads};
-use super::linear::{Activation, input_grad_times, linear_forward, linear_grads, records};
+use super::linear::{Activation, input_grad_times, linear_forward, linear_grads, records, taped};
 use crate::{Function, Result, Var};
 
 /// The parameters of one linear layer: `weight [out, in]` (`[D, S]` for a
@@ -203,17 +203,14 @@ fn two_layer(side: Side, x: &Var, fc1: Dense<'_>, act: Activation, fc2: Dense<'_
         w2,
         b2: fc2.bias.is_some(),
     };
-    let inputs: Vec<&Var> = [
+    let inputs = [
         Some(x),
         Some(fc1.weight),
         fc1.bias,
         Some(fc2.weight),
         fc2.bias,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    Ok(Var::from_op(y, &inputs, f))
+    ];
+    Ok(taped(y, &inputs, f))
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@
 use rayon::prelude::*;
 
 use super::{MatRef, PARALLEL_MIN_WORK, profile, work};
+#[cfg(target_arch = "x86_64")]
 use crate::elementwise::Isa;
+#[cfg(target_arch = "x86_64")]
 use crate::vectorized::current;
 use crate::{Result, TensorError, threads};
 

@@ -10,7 +10,9 @@
 //! same order, hence the same bits (`norm`'s tests compare the paths).
 //! Slices are whole blocks of 8 (the callers add their tails).
 
+#[cfg(target_arch = "x86_64")]
 use crate::elementwise::Isa;
+#[cfg(target_arch = "x86_64")]
 use crate::vectorized::current;
 
 /// Lanes of `(Σ(x−k), Σ(x−k)²)`.
