@@ -41,7 +41,10 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
             let size = layout.size() as isize;
-            PEAK.fetch_max(DELTA.fetch_add(size, Ordering::Relaxed) + size, Ordering::Relaxed);
+            PEAK.fetch_max(
+                DELTA.fetch_add(size, Ordering::Relaxed) + size,
+                Ordering::Relaxed,
+            );
         }
         p
     }
