@@ -76,21 +76,4 @@ pub(crate) mod tests {
         assert_eq!(wide, base, "vector and base paths differ");
         wide
     }
-
-    /// A loop whose vectorized and scalar forms would differ if the compiler
-    /// reassociated the sum: the same bits as the sum written out in order.
-    #[test]
-    fn wide_and_base_paths_add_in_order() {
-        let xs: Vec<f32> = (0..1001)
-            .map(|i| ((i * 37) % 101) as f32 * 1e-3 + 1e4)
-            .collect();
-        let s = on_both_paths(|| {
-            super::vectorized(|| xs.iter().fold(0f32, |s, &x| s + x * 0.5).to_bits())
-        });
-        let mut serial = 0f32;
-        for &x in &xs {
-            serial += x * 0.5;
-        }
-        assert_eq!(s, serial.to_bits());
-    }
 }

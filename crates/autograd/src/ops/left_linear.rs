@@ -26,11 +26,6 @@ struct LeftLinear {
     d: Option<Tensor>,
 }
 
-fn t_last(x: &Tensor) -> Result<Tensor> {
-    let r = x.ndim();
-    Ok(x.transpose(r - 2, r - 1)?)
-}
-
 impl Function for LeftLinear {
     fn name(&self) -> &'static str {
         "left_linear"
@@ -55,7 +50,7 @@ pub(crate) fn left_linear_grads(
     needs: &[bool],
 ) -> Result<Vec<Option<Tensor>>> {
     let dx = if needs[0] {
-        Some(t_last(w)?.matmul(dz)?)
+        Some(left_input_grad_times(dz, w, None, x.shape())?)
     } else {
         None
     };

@@ -100,12 +100,9 @@ pub(crate) fn linear_grads(
     let (out_f, in_f) = (w.shape()[0], w.shape()[1]);
     let (g, rows) = as_matrix(dz, out_f)?;
     let gs = g.as_slice().expect("contiguous");
-    let w = w.contiguous();
     let gm = MatRef::row_major(gs, rows, out_f)?;
     let dx = if needs[0] {
-        let wm = MatRef::row_major(w.as_slice().expect("contiguous"), out_f, in_f)?;
-        let dx = gemm_fresh(1.0, gm, wm, FreshEpilogue::default())?.c;
-        Some(Tensor::from_vec(dx, x.shape())?)
+        Some(input_grad_times(&g, w, None, x.shape())?)
     } else {
         None
     };
