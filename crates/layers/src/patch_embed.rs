@@ -8,6 +8,11 @@
 //! [embed_dim, in_chans, P, P]`, `proj.bias [embed_dim]`. No norm layer
 //! (timm's Mixer and ResMLP build the stem with `norm_layer=None`).
 //!
+//! The forward computes that conv as what it is, a linear layer over the
+//! patches (`patchify`, then the weight viewed as `[embed_dim, in_chans·P·P]`):
+//! the same sums, so the same bits, with the tokens written contiguous
+//! `[B, S, embed_dim]` rather than transposed from the conv's `[B, embed_dim, S]`.
+//!
 //! The image size is fixed at construction, as timm's `strict_img_size`: the
 //! token-mixing layers after the stem are sized for exactly `S` tokens, so
 //! another size is an error that names the expected one.
